@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from dreamer_tf.errors import UserError
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 if not CONFIG_DIR.is_dir():  # Installed as a wheel: presets ship inside the package.
   CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
@@ -42,7 +44,7 @@ DOMAIN_PRESETS = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A configuration problem, reported to the user as one line."""
 
 
