@@ -1,0 +1,1 @@
+"""Training: the train loop, train ratio, checkpointing, logging and evaluation."""
