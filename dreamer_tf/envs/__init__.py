@@ -1,0 +1,22 @@
+"""Environments: every suite as a TF-Agents PyEnvironment with the paper's preprocessing.
+
+``make_env(name, config, seed)`` builds one environment from ``--env=NAME``;
+``make_batched_env`` builds ``--envs=N`` copies; ``EpisodeTracker`` turns the batched
+TimeSteps into finished-episode statistics. See docs/environments.md.
+"""
+
+import os
+
+# dm_control picks its OpenGL backend on import; EGL renders headless (no display needed).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from dreamer_tf.envs.factory import (
+  SUITES,
+  has_image_observation,
+  make_batched_env,
+  make_env,
+  parse_name,
+)
+from dreamer_tf.envs.tracker import EpisodeTracker
+
+__all__ = ["SUITES", "EpisodeTracker", "has_image_observation", "make_batched_env", "make_env", "parse_name"]
