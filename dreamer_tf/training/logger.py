@@ -221,6 +221,7 @@ class Logger:
     logdir: str | os.PathLike,
     step: StepSource = None,
     *,
+    step_fn: Callable[[], int] | None = None,
     tensorboard: bool = True,
     jsonl: bool = True,
     video_fps: float = 20.0,
@@ -231,12 +232,15 @@ class Logger:
       logdir: Directory for the TensorBoard event files and ``metrics.jsonl`` (created).
       step: The step used when a write passes none: an int, or a callable returning the
         current step (e.g. reading the agent's step counter).
+      step_fn: Same as a callable ``step``; give one or the other.
       tensorboard: Whether to write TensorBoard summaries.
       jsonl: Whether to append rows to ``metrics.jsonl``.
       video_fps: Frame rate of the animated GIFs written by :meth:`video`.
     """
+    if step is not None and step_fn is not None:
+      raise ValueError("Logger takes either step or step_fn, not both")
     self._logdir = pathlib.Path(logdir)
-    self._step = step
+    self._step = step_fn if step_fn is not None else step
     self._use_tensorboard = tensorboard
     self._use_jsonl = jsonl
     self._video_fps = video_fps

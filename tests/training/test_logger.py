@@ -44,7 +44,7 @@ def test_write_aggregates_means_and_resets(tmp_path):
 
 def test_step_callable_and_episode_rows(tmp_path):
   counter = {"step": 100}
-  with Logger(tmp_path, step=lambda: counter["step"]) as logger:
+  with Logger(tmp_path, step_fn=lambda: counter["step"]) as logger:
     logger.scalar("a", 1.0)
     logger.episode(150, {"episode/return": np.float64(12.5), "length": np.int64(300)})
     logger.eval_episode(160, {"eval/return": 7.0, "eval/length": 10})
