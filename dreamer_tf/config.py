@@ -22,7 +22,6 @@ import difflib
 import os
 import pathlib
 from collections.abc import Mapping
-from typing import Any
 
 import yaml
 
@@ -34,13 +33,13 @@ if not CONFIG_DIR.is_dir():  # Installed as a wheel: presets ship inside the pac
 
 # Environment-name prefix -> domain preset. Longest prefix wins.
 DOMAIN_PRESETS = {
-    "atari100k_": "atari100k",
-    "atari_": "atari",
-    "dmcproprio_": "dmc_proprio",
-    "dmc_": "dmc_vision",
-    "crafter_": "crafter",
-    "bsuite_": "bsuite",
-    "gym_": None,  # Chosen from the observation space: see domain_preset().
+  "atari100k_": "atari100k",
+  "atari_": "atari",
+  "dmcproprio_": "dmc_proprio",
+  "dmc_": "dmc_vision",
+  "crafter_": "crafter",
+  "bsuite_": "bsuite",
+  "gym_": None,  # Chosen from the observation space: see domain_preset().
 }
 
 
@@ -94,7 +93,8 @@ def _read_yaml(path: pathlib.Path) -> dict:
 
 def _type_name(value) -> str:
   return {bool: "bool", int: "int", float: "float", str: "string", list: "list", dict: "mapping"}.get(
-      type(value), type(value).__name__)
+    type(value), type(value).__name__
+  )
 
 
 def _coerce(key: str, default, value, source: str):
@@ -116,8 +116,7 @@ def _coerce(key: str, default, value, source: str):
   elif isinstance(default, list):
     if isinstance(value, list) and len(value) == len(default):
       return [_coerce(f"{key}[{i}]", d, v, source) for i, (d, v) in enumerate(zip(default, value))]
-  raise ConfigError(
-      f"{source}: {key} must be a {_type_name(default)} like {default!r}, got {value!r}")
+  raise ConfigError(f"{source}: {key} must be a {_type_name(default)} like {default!r}, got {value!r}")
 
 
 def _merge(base: dict, update: Mapping, source: str, prefix: str = "") -> None:
@@ -125,8 +124,7 @@ def _merge(base: dict, update: Mapping, source: str, prefix: str = "") -> None:
     dotted = f"{prefix}{key}"
     if key not in base:
       valid = [f"{prefix}{k}" for k in base]
-      raise ConfigError(
-          f"{source}: unknown config key '{dotted}'; did you mean '{_closest(dotted, valid)}'?")
+      raise ConfigError(f"{source}: unknown config key '{dotted}'; did you mean '{_closest(dotted, valid)}'?")
     if isinstance(base[key], dict):
       if not isinstance(value, Mapping):
         raise ConfigError(f"{source}: {dotted} is a group of keys and needs a mapping, got {value!r}")
@@ -147,8 +145,9 @@ class Config(Mapping):
   """
 
   def __init__(self, data: Mapping):
-    object.__setattr__(self, "_data", {
-        k: Config(v) if isinstance(v, Mapping) else v for k, v in data.items()})
+    object.__setattr__(
+      self, "_data", {k: Config(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    )
 
   def __getattr__(self, name):
     try:
@@ -219,7 +218,9 @@ def parse_override(text: str, defaults: Mapping) -> dict:
   return _undot({key: value})
 
 
-def load_config(env_name: str | None = None, presets=(), overrides=(), has_image: bool | None = None) -> Config:
+def load_config(
+  env_name: str | None = None, presets=(), overrides=(), has_image: bool | None = None
+) -> Config:
   """Builds and validates the configuration.
 
   Args:
@@ -249,8 +250,8 @@ def load_config(env_name: str | None = None, presets=(), overrides=(), has_image
       continue
     if name not in valid:
       raise ConfigError(
-          f"unknown preset '{name}'; did you mean '{_closest(name, valid)}'? "
-          f"Presets: {', '.join(valid)}")
+        f"unknown preset '{name}'; did you mean '{_closest(name, valid)}'? Presets: {', '.join(valid)}"
+      )
     _merge(data, _read_yaml(CONFIG_DIR / f"{name}.yaml"), f"preset {name}")
   for text in overrides:
     _merge(data, parse_override(text, data), f"--override={text}")
@@ -260,30 +261,57 @@ def load_config(env_name: str | None = None, presets=(), overrides=(), has_image
 
 
 _CHOICES = {
-    "run.precision": ("float32", "mixed_float16", "mixed_bfloat16"),
-    "run.strategy": ("default", "mirrored", "multi_worker", "tpu"),
-    "replay.backend": ("local", "reverb"),
-    "env.atari.actions": ("all", "needed"),
-    "env.atari.lives": ("unused", "discount", "reset"),
-    "model.initial": ("learned", "zeros"),
-    "model.actor_grad_disc": ("reinforce", "backprop"),
-    "model.actor_grad_cont": ("reinforce", "backprop"),
+  "run.precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+  "run.strategy": ("default", "mirrored", "multi_worker", "tpu"),
+  "replay.backend": ("local", "reverb"),
+  "env.atari.actions": ("all", "needed"),
+  "env.atari.lives": ("unused", "discount", "reset"),
+  "model.initial": ("learned", "zeros"),
+  "model.actor_grad_disc": ("reinforce", "backprop"),
+  "model.actor_grad_cont": ("reinforce", "backprop"),
 }
 
 _POSITIVE = (
-    "run.envs", "run.train_ratio", "replay.capacity", "replay.batch_size", "replay.batch_length",
-    "model.deter", "model.units", "model.layers", "model.cnn_depth", "model.stoch", "model.classes",
-    "model.bins", "model.imag_horizon", "model.horizon", "model.minres", "env.atari.repeat",
-    "env.dmc.repeat", "run.eval_episodes", "run.checkpoint_every_secs", "run.log_every_secs",
-    "model.slow_critic_update",
+  "run.envs",
+  "run.train_ratio",
+  "replay.capacity",
+  "replay.batch_size",
+  "replay.batch_length",
+  "model.deter",
+  "model.units",
+  "model.layers",
+  "model.cnn_depth",
+  "model.stoch",
+  "model.classes",
+  "model.bins",
+  "model.imag_horizon",
+  "model.horizon",
+  "model.minres",
+  "env.atari.repeat",
+  "env.dmc.repeat",
+  "run.eval_episodes",
+  "run.checkpoint_every_secs",
+  "run.log_every_secs",
+  "model.slow_critic_update",
 )
 _NON_NEGATIVE = (
-    "run.steps", "run.train_start", "run.eval_every", "run.export_every", "run.video_every",
-    "env.atari.noops", "env.atari.length", "model.free_nats", "model.actent", "run.max_nonfinite_skips",
+  "run.steps",
+  "run.train_start",
+  "run.eval_every",
+  "run.export_every",
+  "run.video_every",
+  "env.atari.noops",
+  "env.atari.length",
+  "model.free_nats",
+  "model.actent",
+  "run.max_nonfinite_skips",
 )
 _UNIT_INTERVAL = (
-    "model.unimix", "model.actor_unimix", "model.return_lambda", "model.slow_critic_fraction",
-    "model.retnorm.decay",
+  "model.unimix",
+  "model.actor_unimix",
+  "model.return_lambda",
+  "model.slow_critic_fraction",
+  "model.retnorm.decay",
 )
 
 
@@ -300,8 +328,9 @@ def validate(config: Config) -> None:
     value = _get(config, key)
     if value not in choices:
       raise ConfigError(
-          f"{key}={value!r} is not valid; did you mean '{_closest(str(value), choices)}'? "
-          f"Choices: {', '.join(choices)}")
+        f"{key}={value!r} is not valid; did you mean '{_closest(str(value), choices)}'? "
+        f"Choices: {', '.join(choices)}"
+      )
   for key in _POSITIVE:
     if _get(config, key) <= 0:
       raise ConfigError(f"{key} must be positive, got {_get(config, key)!r}")
@@ -316,8 +345,9 @@ def validate(config: Config) -> None:
       raise ConfigError(f"{key} must hold positive sizes, got {_get(config, key)!r}")
   if config.replay.capacity < config.replay.batch_length:
     raise ConfigError(
-        f"replay.capacity={config.replay.capacity} must be at least "
-        f"replay.batch_length={config.replay.batch_length}")
+      f"replay.capacity={config.replay.capacity} must be at least "
+      f"replay.batch_length={config.replay.batch_length}"
+    )
   size = config.env.atari.size
   if size[0] != size[1] or size[0] & (size[0] - 1):
     raise ConfigError(f"env.atari.size must be square with a power-of-two side for the CNN, got {size}")

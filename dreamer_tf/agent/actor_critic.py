@@ -1,0 +1,152 @@
+"""Actor-critic learning on imagined trajectories (Sec. 3)."""
+
+import tensorflow as tf
+
+from dreamer_tf.agent import networks, ops
+from dreamer_tf.agent.return_normalizer import ReturnNormalizer
+
+keras = tf.keras
+
+
+class ActorCritic(keras.Model):
+  """The actor, the critic, its slow (EMA) copy and the return normaliser.
+
+  Args:
+    feat_size: Size of the world model features.
+    action_size: Number of discrete actions or continuous action dimensions.
+    discrete: Whether actions are discrete (one-hot categorical actor with
+      REINFORCE gradients) or continuous (bounded Normal with dynamics
+      backpropagation), per ``actor_grad_disc`` / ``actor_grad_cont``.
+    config: The ``model`` section of the configuration.
+  """
+
+  def __init__(self, feat_size, action_size, discrete, config, **kwargs):
+    super().__init__(**kwargs)
+    c = config
+    self.config = c
+    self.discrete = discrete
+    self.action_size = action_size
+    self.grad = c.actor_grad_disc if discrete else c.actor_grad_cont
+    self.discount = 1.0 - 1.0 / c.horizon
+    feat = (None, feat_size)
+    if discrete:
+      self.actor = networks.Head(
+        "onehot",
+        c.layers,
+        c.units,
+        size=action_size,
+        unimix=c.actor_unimix,
+        norm_eps=c.norm_eps,
+        name="actor",
+      )
+    else:
+      self.actor = networks.Head(
+        "normal",
+        c.layers,
+        c.units,
+        size=action_size,
+        minstd=c.actor_minstd,
+        maxstd=c.actor_maxstd,
+        norm_eps=c.norm_eps,
+        name="actor",
+      )
+    self.actor.build(feat)
+    critic_kw = dict(bins=c.bins, outscale=c.critic_outscale, norm_eps=c.norm_eps)
+    self.critic = networks.Head("twohot", c.layers, c.units, name="critic", **critic_kw)
+    self.critic.build(feat)
+    self.slow_critic = networks.Head(
+      "twohot", c.layers, c.units, name="slow_critic", trainable=False, **critic_kw
+    )
+    self.slow_critic.build(feat)
+    for slow, fast in zip(self.slow_critic.weights, self.critic.weights):
+      slow.assign(fast)
+    self.retnorm = ReturnNormalizer(c.retnorm.decay, c.retnorm.max, c.retnorm.perclo, c.retnorm.perchi)
+    self.slow_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="slow_updates")
+
+  def imagine(self, world_model, start, start_cont, seed):
+    """Imagines ``imag_horizon`` steps from every start state with the actor.
+
+    Args:
+      world_model: The :class:`~dreamer_tf.agent.world_model.WorldModel`.
+      start: RSSM state dict of ``[N, ...]`` start states (no gradients).
+      start_cont: ``1 - is_terminal`` of the start states, ``[N]``.
+      seed: Shape ``[2]`` integer seed.
+
+    Returns:
+      A dict of time-major ``[H + 1, N, ...]`` tensors: the RSSM state keys,
+      ``action``, ``feat``, ``reward`` (``[H + 1, N]``, index 0 unused), ``cont``
+      and ``weight`` (cumulative discounted continuation, the loss weights).
+    """
+    rssm = world_model.rssm
+    backprop = self.grad == "backprop"
+
+    def policy_fn(state, step_seed):
+      action = self.actor(tf.stop_gradient(rssm.get_feat(state))).sample(step_seed)
+      return action if backprop else tf.stop_gradient(action)
+
+    traj = rssm.imagine(policy_fn, start, self.config.imag_horizon, seed)
+    feat = rssm.get_feat(traj)
+    traj["feat"] = feat
+    cont = world_model.cont_head(feat).mode()
+    traj["cont"] = tf.concat([tf.cast(start_cont, tf.float32)[None], cont[1:]], 0)
+    traj["weight"] = tf.math.cumprod(self.discount * traj["cont"], 0) / self.discount
+    traj["reward"] = world_model.reward_head(feat).mean()
+    return traj
+
+  def actor_loss(self, traj):
+    """Actor loss, Eq. 11-13: normalised advantages with an entropy bonus.
+
+    Discrete actions use REINFORCE (``-log pi(a) sg(A)``), continuous ones
+    backpropagate the return through the dynamics (``-A``); both subtract
+    ``actent * H[pi]`` and are weighted by the predicted continuation.
+
+    Returns:
+      ``(loss, returns_HN, metrics)``.
+    """
+    sg = tf.stop_gradient
+    value = self.critic(traj["feat"]).mean()
+    ret = ops.lambda_return(
+      traj["reward"][1:], value[1:], traj["cont"][1:], value[-1], self.config.return_lambda, self.discount
+    )
+    _, scale = self.retnorm.update(sg(ret))
+    adv = (ret - value[:-1]) / scale
+    dist = self.actor(sg(traj["feat"][:-1]))
+    if self.grad == "reinforce":
+      loss = -dist.log_prob(sg(traj["action"][:-1])) * sg(adv)
+    else:
+      loss = -adv
+    entropy = dist.entropy()
+    loss -= self.config.actent * entropy
+    loss = tf.reduce_mean(loss * sg(traj["weight"][:-1])) * self.config.loss_scales.actor
+    metrics = dict(
+      actor_loss=loss,
+      actor_entropy=tf.reduce_mean(entropy),
+      retnorm_scale=scale,
+      retnorm_low=tf.identity(self.retnorm.low),
+      retnorm_high=tf.identity(self.retnorm.high),
+      imag_return=tf.reduce_mean(ret),
+      imag_value=tf.reduce_mean(value),
+      imag_reward=tf.reduce_mean(traj["reward"][1:]),
+      imag_weight=tf.reduce_mean(traj["weight"]),
+      advantage=tf.reduce_mean(adv),
+    )
+    return loss, ret, metrics
+
+  def critic_loss(self, traj, ret):
+    """Critic loss, Eq. 10: twohot regression of the lambda returns plus the
+    slow-critic regulariser, weighted by the predicted continuation."""
+    sg = tf.stop_gradient
+    feat = sg(traj["feat"][:-1])
+    dist = self.critic(feat)
+    slow_target = sg(self.slow_critic(feat).mean())
+    loss = -dist.log_prob(sg(ret)) - self.config.loss_scales.slowreg * dist.log_prob(slow_target)
+    loss = tf.reduce_mean(loss * sg(traj["weight"][:-1])) * self.config.loss_scales.critic
+    return loss, dict(critic_loss=loss, critic_value=tf.reduce_mean(dist.mean()))
+
+  def update_slow_critic(self):
+    """EMA update of the slow critic every ``slow_critic_update`` updates."""
+    self.slow_updates.assign_add(1)
+    if self.slow_updates % self.config.slow_critic_update == 0:
+      mix = self.config.slow_critic_fraction
+      for slow, fast in zip(self.slow_critic.weights, self.critic.weights):
+        slow.assign((1.0 - mix) * slow + mix * fast)

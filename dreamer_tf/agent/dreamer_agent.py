@@ -1,0 +1,201 @@
+"""DreamerAgent: one update of world model, actor and critic as a TF-Agents agent."""
+
+import collections
+
+import tensorflow as tf
+from tf_agents.agents import tf_agent
+from tf_agents.trajectories import time_step as ts
+
+from dreamer_tf.agent.actor_critic import ActorCritic
+from dreamer_tf.agent.dreamer_policy import DreamerPolicy, action_size_of
+from dreamer_tf.agent.world_model import WorldModel
+
+keras = tf.keras
+
+Optimizers = collections.namedtuple("Optimizers", ["model", "actor", "critic"])
+
+
+def make_optimizer(opt_config, mixed_float16: bool):
+  """Adam with the configured learning rate and epsilon (2023 version)."""
+  opt = keras.optimizers.Adam(learning_rate=opt_config.lr, epsilon=opt_config.eps)
+  if mixed_float16:
+    opt = keras.mixed_precision.LossScaleOptimizer(opt)
+  return opt
+
+
+def step_data_spec(observation_spec, action_spec):
+  """The spec of one replay step (docs/CONTRIBUTING.md, "The step format")."""
+  obs = {
+    k: tf.TensorSpec(s.shape, s.dtype, k) for k, s in observation_spec.items() if not k.startswith("log_")
+  }
+  return {
+    "obs": obs,
+    "action": tf.TensorSpec(action_spec.shape, action_spec.dtype, "action"),
+    "reward": tf.TensorSpec([], tf.float32, "reward"),
+    "is_first": tf.TensorSpec([], tf.bool, "is_first"),
+    "is_last": tf.TensorSpec([], tf.bool, "is_last"),
+    "is_terminal": tf.TensorSpec([], tf.bool, "is_terminal"),
+  }
+
+
+class DreamerAgent(tf_agent.TFAgent):
+  """DreamerV3 (arXiv 2301.04104v1) as a TF-Agents ``TFAgent``.
+
+  ``train(experience)`` takes a batch of replayed sequences in the step format
+  (``[B, T, ...]``, see ``docs/CONTRIBUTING.md``) and performs one update of
+  the world model (Eq. 5), the actor (Eq. 11) and the critic (Eq. 10) with
+  three Adam optimizers and global-norm gradient clipping, then moves the slow
+  critic. It returns a ``LossInfo`` whose ``extra`` dict holds every loss term
+  and diagnostic as scalars.
+
+  Under a ``tf.distribute`` strategy, call ``train`` through ``strategy.run``:
+  each replica's losses are divided by the number of replicas and gradients
+  are summed across replicas before clipping, so clipping acts on the
+  gradient of the global-batch mean.
+
+  Args:
+    time_step_spec: The environment's ``TimeStep`` spec (dict observation).
+    action_spec: Scalar integer (discrete) or float vector (continuous) spec.
+    config: The full configuration (uses ``model`` and ``run``).
+    seed: Seed of the train step's random stream.
+    train_step_counter: Optional counter variable.
+  """
+
+  def __init__(self, time_step_spec, action_spec, config, seed=0, train_step_counter=None):
+    tf.Module.__init__(self, name="dreamer_agent")
+    model_config = config.model
+    self._config = config
+    observation_spec = time_step_spec.observation
+    self._obs_shapes = {k: tuple(s.shape) for k, s in observation_spec.items() if not k.startswith("log_")}
+    self._discrete = action_spec.dtype.is_integer
+    self._action_size = action_size_of(action_spec)
+    self.world_model = WorldModel(self._obs_shapes, self._action_size, model_config, name="world_model")
+    self.actor_critic = ActorCritic(
+      self.world_model.rssm.feat_size, self._action_size, self._discrete, model_config, name="actor_critic"
+    )
+    mixed16 = config.run.precision == "mixed_float16"
+    self.optimizers = Optimizers(
+      make_optimizer(model_config.model_opt, mixed16),
+      make_optimizer(model_config.actor_opt, mixed16),
+      make_optimizer(model_config.critic_opt, mixed16),
+    )
+    self._clip = Optimizers(
+      model_config.model_opt.clip, model_config.actor_opt.clip, model_config.critic_opt.clip
+    )
+    for opt, variables in zip(self.optimizers, self._variable_groups()):
+      opt.build(variables)
+    self._rng = tf.random.Generator.from_seed(seed)
+    policy = DreamerPolicy(
+      time_step_spec, action_spec, self.world_model, self.actor_critic, greedy=True, seed=seed + 1
+    )
+    collect_policy = DreamerPolicy(
+      time_step_spec, action_spec, self.world_model, self.actor_critic, greedy=False, seed=seed + 2
+    )
+    super().__init__(
+      time_step_spec,
+      action_spec,
+      policy,
+      collect_policy,
+      train_sequence_length=config.replay.batch_length,
+      training_data_spec=step_data_spec(observation_spec, action_spec),
+      train_step_counter=train_step_counter,
+    )
+
+  def _variable_groups(self):
+    ac = self.actor_critic
+    return (self.world_model.trainable_variables, ac.actor.trainable_variables, ac.critic.trainable_variables)
+
+  def _initialize(self):
+    return tf.no_op()
+
+  def preprocess(self, experience):
+    """Casts a replay batch for the model: one-hot discrete actions, float rewards."""
+    action = experience["action"]
+    if self._discrete:
+      action = tf.one_hot(tf.cast(action, tf.int32) - int(self.action_spec.minimum), self._action_size)
+    else:
+      action = tf.reshape(tf.cast(action, tf.float32), tf.concat([tf.shape(action)[:2], [-1]], 0))
+    obs = {k: experience["obs"][k] for k in self._obs_shapes}
+    return dict(
+      obs=obs,
+      action=action,
+      reward=tf.cast(experience["reward"], tf.float32),
+      is_first=tf.cast(experience["is_first"], tf.bool),
+      is_terminal=tf.cast(experience["is_terminal"], tf.bool),
+    )
+
+  def _scale_loss(self, index, loss):
+    """Divides by the replica count and applies loss scaling; call inside the tape."""
+    ctx = tf.distribute.get_replica_context()
+    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+    scaled = loss / replicas
+    opt = self.optimizers[index]
+    if isinstance(opt, keras.mixed_precision.LossScaleOptimizer):
+      scaled = opt.get_scaled_loss(scaled)
+    return scaled
+
+  def _apply(self, index, tape, scaled_loss, variables):
+    """Computes, cross-replica sums, clips and applies one optimizer's gradients."""
+    opt = self.optimizers[index]
+    ctx = tf.distribute.get_replica_context()
+    replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+    loss_scale = isinstance(opt, keras.mixed_precision.LossScaleOptimizer)
+    grads = tape.gradient(scaled_loss, variables)
+    grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+    if loss_scale:
+      grads = opt.get_unscaled_gradients(grads)
+    if replicas > 1:
+      grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    grads, norm = tf.clip_by_global_norm(grads, self._clip[index])
+    opt.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
+    return norm
+
+  def _train(self, experience, weights=None):
+    del weights
+    data = self.preprocess(experience)
+    seeds = self._rng.make_seeds(3)
+    wm, ac = self.world_model, self.actor_critic
+    model_vars, actor_vars, critic_vars = self._variable_groups()
+
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(model_vars)
+      model_loss, post, metrics = wm.loss(data, seeds[:, 0])
+      scaled = self._scale_loss(0, model_loss)
+    metrics["model_grad_norm"] = self._apply(0, tape, scaled, model_vars)
+
+    flatten = lambda x: tf.reshape(tf.stop_gradient(x), tf.concat([[-1], tf.shape(x)[2:]], 0))
+    start = {k: flatten(v) for k, v in post.items()}
+    start_cont = flatten(1.0 - tf.cast(data["is_terminal"], tf.float32))
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(actor_vars)
+      traj = ac.imagine(wm, start, start_cont, seeds[:, 1])
+      actor_loss, ret, actor_metrics = ac.actor_loss(traj)
+      scaled = self._scale_loss(1, actor_loss)
+    metrics.update(actor_metrics)
+    metrics["actor_grad_norm"] = self._apply(1, tape, scaled, actor_vars)
+
+    traj = tf.nest.map_structure(tf.stop_gradient, traj)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(critic_vars)
+      critic_loss, critic_metrics = ac.critic_loss(traj, ret)
+      scaled = self._scale_loss(2, critic_loss)
+    metrics.update(critic_metrics)
+    metrics["critic_grad_norm"] = self._apply(2, tape, scaled, critic_vars)
+    ac.update_slow_critic()
+    self.train_step_counter.assign_add(1)
+    if isinstance(self.optimizers.model, keras.mixed_precision.LossScaleOptimizer):
+      metrics["loss_scale"] = tf.cast(self.optimizers.model.dynamic_scale, tf.float32)
+    metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
+    total = model_loss + actor_loss + critic_loss
+    return tf_agent.LossInfo(loss=total, extra=metrics)
+
+  def parameter_counts(self):
+    """Trainable parameters of world model, actor and critic."""
+    count = lambda vs: int(sum(v.shape.num_elements() for v in vs))
+    model_vars, actor_vars, critic_vars = self._variable_groups()
+    return {"world_model": count(model_vars), "actor": count(actor_vars), "critic": count(critic_vars)}
+
+
+def time_step_spec_from(observation_spec):
+  """A ``TimeStep`` spec for an observation spec dict (float32 reward)."""
+  return ts.time_step_spec(observation_spec, tf.TensorSpec([], tf.float32, "reward"))

@@ -1,0 +1,95 @@
+"""Prediction heads: an MLP trunk followed by a distribution output layer."""
+
+import tensorflow as tf
+
+from dreamer_tf.agent import distributions, ops
+from dreamer_tf.agent.networks.mlp import MLP
+from dreamer_tf.agent.networks.norm_dense import NormDense
+
+keras = tf.keras
+
+OUTPUTS = ("twohot", "binary", "onehot", "normal")
+
+
+class Head(keras.layers.Layer):
+  """MLP trunk plus an output layer that parameterises a distribution.
+
+  Output kinds:
+    * ``twohot``: ``bins`` logits over symlog-spaced bins (reward and critic,
+      Eq. 10-11), zero-initialised with ``outscale=0`` so they predict 0.
+    * ``binary``: one logit of a Bernoulli (continue predictor).
+    * ``onehot``: ``size`` logits of a categorical with ``unimix`` (discrete actor).
+    * ``normal``: ``size`` means and ``size`` std logits of a
+      :class:`~dreamer_tf.agent.distributions.BoundedNormal` (continuous actor).
+
+  Args:
+    output: One of :data:`OUTPUTS`.
+    size: Output dimension (actions) for ``onehot`` and ``normal``.
+    layers, units, norm_eps: The trunk, see :class:`MLP`.
+    outscale: Initialiser scale of the output layer (0 = zeros).
+    bins: Number of twohot bins.
+    unimix: Uniform mixture of the ``onehot`` output.
+    minstd, maxstd: Std range of the ``normal`` output.
+  """
+
+  def __init__(
+    self,
+    output,
+    layers,
+    units,
+    size=1,
+    outscale=1.0,
+    bins=255,
+    unimix=0.0,
+    minstd=0.1,
+    maxstd=1.0,
+    norm_eps=1e-3,
+    **kwargs,
+  ):
+    super().__init__(**kwargs)
+    if output not in OUTPUTS:
+      raise ValueError(f"unknown head output {output!r}; choose one of {OUTPUTS}")
+    self.output_kind = output
+    self.layers, self.units, self.size = layers, units, size
+    self.outscale, self.bins, self.unimix = outscale, bins, unimix
+    self.minstd, self.maxstd, self.norm_eps = minstd, maxstd, norm_eps
+    self.trunk = MLP(layers, units, norm_eps, name="mlp")
+    out_size = {"twohot": bins, "binary": 1, "onehot": size, "normal": size}[output]
+    self.out = NormDense(out_size, None, norm=False, scale=outscale, name="out")
+    self.std = NormDense(size, None, norm=False, scale=outscale, name="std") if output == "normal" else None
+    self._bins = ops.symlog_bins(bins) if output == "twohot" else None
+
+  def build(self, input_shape):
+    self.trunk.build(input_shape)
+    shape = tuple(input_shape[:-1]) + (self.units if self.layers else input_shape[-1],)
+    self.out.build(shape)
+    if self.std is not None:
+      self.std.build(shape)
+    super().build(input_shape)
+
+  def call(self, feat):
+    x = self.trunk(feat)
+    out = self.out(x)
+    if self.output_kind == "twohot":
+      return distributions.TwoHotSymlog(out, self._bins)
+    if self.output_kind == "binary":
+      return distributions.Bernoulli(out[..., 0])
+    if self.output_kind == "onehot":
+      return distributions.OneHotCategorical(out, self.unimix)
+    return distributions.BoundedNormal(out, self.std(x), self.minstd, self.maxstd)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+      output=self.output_kind,
+      layers=self.layers,
+      units=self.units,
+      size=self.size,
+      outscale=self.outscale,
+      bins=self.bins,
+      unimix=self.unimix,
+      minstd=self.minstd,
+      maxstd=self.maxstd,
+      norm_eps=self.norm_eps,
+    )
+    return config

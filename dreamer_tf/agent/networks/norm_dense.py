@@ -1,0 +1,61 @@
+"""A dense layer followed by LayerNorm and an activation: the 2023 building block."""
+
+import tensorflow as tf
+
+keras = tf.keras
+
+
+class NormDense(keras.layers.Layer):
+  """``act(LayerNorm(x @ W))``, or ``act(x @ W + b)`` without normalisation.
+
+  Like the 2023 DreamerV3 code, the bias is dropped when a LayerNorm follows
+  (its offset plays that role), and kernels use a truncated normal with
+  variance ``scale / fan_avg`` (Glorot normal for ``scale=1``; ``scale=0``
+  gives the zero-initialised output layers of the reward and critic heads).
+
+  Args:
+    units: Output size.
+    activation: Keras activation name (``'silu'``, ``None``).
+    norm: Whether to apply LayerNorm after the matmul.
+    norm_eps: LayerNorm epsilon (1e-3 in the 2023 code).
+    scale: Initialiser scale; 0 zero-initialises the kernel.
+  """
+
+  def __init__(self, units, activation="silu", norm=True, norm_eps=1e-3, scale=1.0, **kwargs):
+    super().__init__(**kwargs)
+    self.units = units
+    self.activation = activation
+    self.norm = norm
+    self.norm_eps = norm_eps
+    self.scale = scale
+    init = (
+      keras.initializers.Zeros()
+      if scale == 0.0
+      else keras.initializers.VarianceScaling(scale, "fan_avg", "truncated_normal")
+    )
+    self.dense = keras.layers.Dense(units, use_bias=not norm, kernel_initializer=init, name="dense")
+    self.layer_norm = keras.layers.LayerNormalization(epsilon=norm_eps, name="norm") if norm else None
+    self.act = keras.activations.get(activation)
+
+  def build(self, input_shape):
+    self.dense.build((None, input_shape[-1]))
+    if self.layer_norm is not None:
+      self.layer_norm.build((None, self.units))
+    super().build(input_shape)
+
+  def call(self, x):
+    batch_shape = tf.shape(x)[:-1]
+    if x.shape.rank != 2:  # The layers are built for [N, D]; fold leading dims.
+      x = tf.reshape(x, [-1, x.shape[-1]])
+    x = self.dense(x)
+    if self.layer_norm is not None:
+      x = self.layer_norm(x)
+    x = self.act(x)
+    return tf.reshape(x, tf.concat([batch_shape, [self.units]], 0))
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+      units=self.units, activation=self.activation, norm=self.norm, norm_eps=self.norm_eps, scale=self.scale
+    )
+    return config

@@ -1,0 +1,223 @@
+"""The Recurrent State-Space Model of the 2023 version (Sec. 2, Eq. 3)."""
+
+import tensorflow as tf
+
+from dreamer_tf.agent import distributions
+from dreamer_tf.agent.networks.norm_dense import NormDense
+
+keras = tf.keras
+
+
+class RSSM(keras.layers.Layer):
+  """Recurrent state-space model with a LayerNorm GRU and categorical latents.
+
+  The model state is a dict with ``deter`` (the GRU state h_t, ``[B, deter]``),
+  ``stoch`` (one-hot samples z_t, ``[B, stoch, classes]``) and ``logits`` (their
+  unimix log-probabilities). The components of Eq. 3:
+
+  * sequence model ``h_t = f(h_{t-1}, z_{t-1}, a_{t-1})``: ``img_in`` then a GRU
+    whose gates come from one LayerNorm'd dense layer over ``[h, x]``;
+  * dynamics predictor ``p(z_t | h_t)``: ``img_out`` -> ``img_stats``;
+  * encoder (posterior) ``q(z_t | h_t, x_t)``: ``obs_out`` -> ``obs_stats`` over
+    ``[h_t, embed_t]``.
+
+  Latents mix 1% uniform into their probabilities and sample with
+  straight-through gradients. On ``is_first`` the state and previous action
+  are reset to the learned initial state ``h_0 = tanh(w)``,
+  ``z_0 = mode(p(z | h_0))`` (or zeros with ``initial='zeros'``).
+
+  Args:
+    deter: GRU units.
+    units: Hidden units of the dense layers.
+    stoch: Number of categorical latents (32).
+    classes: Classes per latent (32).
+    unimix: Uniform mixture (0.01).
+    initial: ``'learned'`` or ``'zeros'``.
+    action_clip: Actions are scaled down to at most this magnitude (0 disables).
+    norm_eps: LayerNorm epsilon.
+  """
+
+  def __init__(
+    self,
+    deter,
+    units,
+    stoch=32,
+    classes=32,
+    unimix=0.01,
+    initial="learned",
+    action_clip=1.0,
+    norm_eps=1e-3,
+    **kwargs,
+  ):
+    super().__init__(**kwargs)
+    self.deter, self.units, self.stoch, self.classes = deter, units, stoch, classes
+    self.unimix, self.initial_kind, self.action_clip, self.norm_eps = unimix, initial, action_clip, norm_eps
+    self.img_in = NormDense(units, "silu", True, norm_eps, name="img_in")
+    self.gru = NormDense(3 * deter, None, True, norm_eps, name="gru")
+    self.img_out = NormDense(units, "silu", True, norm_eps, name="img_out")
+    glorot_uniform = keras.initializers.VarianceScaling(1.0, "fan_avg", "uniform")
+    self.img_stats = keras.layers.Dense(stoch * classes, kernel_initializer=glorot_uniform, name="img_stats")
+    self.obs_out = NormDense(units, "silu", True, norm_eps, name="obs_out")
+    self.obs_stats = keras.layers.Dense(stoch * classes, kernel_initializer=glorot_uniform, name="obs_stats")
+
+  def build_for(self, embed_size: int, action_size: int):
+    """Creates all variables for the given embedding and action sizes."""
+    flat = self.stoch * self.classes
+    self.img_in.build((None, flat + action_size))
+    self.gru.build((None, self.deter + self.units))
+    self.img_out.build((None, self.deter))
+    self.img_stats.build((None, self.units))
+    self.obs_out.build((None, self.deter + embed_size))
+    self.obs_stats.build((None, self.units))
+    if self.initial_kind == "learned":
+      self.initial_deter = self.add_weight("initial", (self.deter,), initializer="zeros", dtype=tf.float32)
+    self.built = True
+
+  @property
+  def feat_size(self):
+    return self.deter + self.stoch * self.classes
+
+  def get_feat(self, state):
+    """Model features ``concat(h, flat z)`` fed to the heads."""
+    stoch = tf.reshape(
+      state["stoch"], tf.concat([tf.shape(state["stoch"])[:-2], [self.stoch * self.classes]], 0)
+    )
+    return tf.concat([state["deter"], tf.cast(stoch, state["deter"].dtype)], -1)
+
+  def get_dist(self, state_or_logits):
+    logits = state_or_logits["logits"] if isinstance(state_or_logits, dict) else state_or_logits
+    return distributions.OneHotCategorical(logits, event_dims=1)
+
+  def _stats(self, layer, x):
+    logits = tf.cast(layer(x), tf.float32)
+    logits = tf.reshape(logits, tf.concat([tf.shape(logits)[:-1], [self.stoch, self.classes]], 0))
+    return distributions.OneHotCategorical(logits, self.unimix, event_dims=1)
+
+  def initial(self, batch_size):
+    """The initial state for ``batch_size`` sequences."""
+    dtype = self.compute_dtype
+    if self.initial_kind == "zeros":
+      return dict(
+        deter=tf.zeros([batch_size, self.deter], dtype),
+        stoch=tf.zeros([batch_size, self.stoch, self.classes], dtype),
+        logits=tf.zeros([batch_size, self.stoch, self.classes], tf.float32),
+      )
+    deter = tf.tanh(tf.cast(self.initial_deter, dtype))[None]
+    dist = self._stats(self.img_stats, self.img_out(deter))
+    stoch = tf.cast(tf.stop_gradient(dist.mode()), dtype)
+    tile = lambda x: tf.repeat(x, batch_size, 0)
+    return dict(deter=tile(deter), stoch=tile(stoch), logits=tile(dist.logits))
+
+  def _reset(self, state, action, is_first):
+    """Replaces state and action by the initial state where ``is_first``."""
+    keep = 1.0 - tf.cast(is_first, tf.float32)
+    mask = lambda x: x * tf.reshape(tf.cast(keep, x.dtype), [-1] + [1] * (x.shape.rank - 1))
+    init = self.initial(tf.shape(is_first)[0])
+    first = 1.0 - keep
+    add = lambda x: x * tf.reshape(tf.cast(first, x.dtype), [-1] + [1] * (x.shape.rank - 1))
+    state = {k: mask(state[k]) + add(init[k]) for k in state}
+    return state, mask(action)
+
+  def _clip_action(self, action):
+    if not self.action_clip:
+      return action
+    return action * tf.stop_gradient(self.action_clip / tf.maximum(self.action_clip, tf.abs(action)))
+
+  def img_step(self, prev_state, prev_action, seed):
+    """One step of the prior: sequence model and dynamics predictor."""
+    dtype = self.compute_dtype
+    prev_action = tf.cast(self._clip_action(tf.cast(prev_action, tf.float32)), dtype)
+    prev_stoch = tf.reshape(tf.cast(prev_state["stoch"], dtype), [-1, self.stoch * self.classes])
+    x = self.img_in(tf.concat([prev_stoch, prev_action], -1))
+    deter = self._gru(x, tf.cast(prev_state["deter"], dtype))
+    dist = self._stats(self.img_stats, self.img_out(deter))
+    stoch = tf.cast(dist.sample(seed), dtype)
+    return dict(deter=deter, stoch=stoch, logits=dist.logits)
+
+  def _gru(self, x, deter):
+    parts = self.gru(tf.concat([deter, x], -1))
+    reset, cand, update = tf.split(parts, 3, -1)
+    reset = tf.sigmoid(reset)
+    cand = tf.tanh(reset * cand)
+    update = tf.sigmoid(update - 1.0)
+    return update * cand + (1.0 - update) * deter
+
+  def obs_step(self, prev_state, prev_action, embed, is_first, seed):
+    """One filtering step: returns ``(posterior, prior)`` states."""
+    prev_state, prev_action = self._reset(prev_state, tf.cast(prev_action, tf.float32), is_first)
+    seed_prior, seed_post = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    prior = self.img_step(prev_state, prev_action, seed_prior)
+    x = self.obs_out(tf.concat([prior["deter"], tf.cast(embed, self.compute_dtype)], -1))
+    dist = self._stats(self.obs_stats, x)
+    stoch = tf.cast(dist.sample(seed_post), self.compute_dtype)
+    post = dict(deter=prior["deter"], stoch=stoch, logits=dist.logits)
+    return post, prior
+
+  def observe(self, embed_BT, prev_action_BT, is_first_BT, seed, state=None):
+    """Filters a batch of sequences with ``tf.scan`` over time.
+
+    Args:
+      embed_BT: Encoder outputs ``[B, T, E]``.
+      prev_action_BT: The action before each step ``[B, T, A]``.
+      is_first_BT: Episode starts ``[B, T]``.
+      seed: Shape ``[2]`` integer seed.
+      state: The state before the first step (default: initial).
+
+    Returns:
+      ``(post, prior)`` dicts of ``[B, T, ...]`` tensors.
+    """
+    batch = tf.shape(embed_BT)[0]
+    length = tf.shape(embed_BT)[1]
+    if state is None:
+      state = self.initial(batch)
+    seeds = tf.random.experimental.stateless_split(seed, length)
+    swap = lambda x: tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
+    inputs = (swap(embed_BT), swap(prev_action_BT), swap(is_first_BT), seeds)
+
+    def step(carry, inp):
+      post, _ = carry
+      embed, action, first, step_seed = inp
+      return self.obs_step(post, action, embed, first, step_seed)
+
+    empty = {k: tf.zeros_like(v) for k, v in state.items()}
+    post, prior = tf.scan(step, inputs, initializer=(state, empty))
+    return tf.nest.map_structure(swap, post), tf.nest.map_structure(swap, prior)
+
+  def imagine(self, policy_fn, start, horizon, seed):
+    """Rolls out the prior from ``start`` for ``horizon`` steps with ``tf.scan``.
+
+    Args:
+      policy_fn: ``policy_fn(state, seed) -> action`` (``[N, A]``).
+      start: A state dict of ``[N, ...]`` tensors.
+      horizon: Number of imagined steps H.
+      seed: Shape ``[2]`` integer seed.
+
+    Returns:
+      A dict of ``[H + 1, N, ...]`` tensors (time-major, index 0 is ``start``)
+      with the state keys and ``action`` (the action taken in each state).
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2 * horizon + 1)
+    first_action = policy_fn(start, seeds[0])
+    step_seeds = tf.reshape(seeds[1:], [horizon, 2, 2])
+
+    def step(prev, step_seed):
+      state = self.img_step(prev, prev["action"], step_seed[0])
+      return {**state, "action": policy_fn(state, step_seed[1])}
+
+    init = {**start, "action": first_action}
+    traj = tf.scan(step, step_seeds, initializer=init)
+    return {k: tf.concat([init[k][None], traj[k]], 0) for k in init}
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(
+      deter=self.deter,
+      units=self.units,
+      stoch=self.stoch,
+      classes=self.classes,
+      unimix=self.unimix,
+      initial=self.initial_kind,
+      action_clip=self.action_clip,
+      norm_eps=self.norm_eps,
+    )
+    return config

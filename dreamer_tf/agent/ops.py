@@ -1,0 +1,98 @@
+"""Pure tensor functions of DreamerV3 (Hafner et al. 2023, arXiv 2301.04104v1).
+
+Each function is side-effect free and works on any float dtype; the tests in
+``tests/agent/test_ops.py`` check them against hand-computed values.
+"""
+
+import tensorflow as tf
+
+
+def symlog(x):
+  """Symmetric log squashing, Eq. 9: ``sign(x) * ln(|x| + 1)``."""
+  return tf.sign(x) * tf.math.log1p(tf.abs(x))
+
+
+def symexp(x):
+  """Inverse of :func:`symlog`, Eq. 9: ``sign(x) * (exp(|x|) - 1)``."""
+  return tf.sign(x) * tf.math.expm1(tf.abs(x))
+
+
+def symlog_bins(num_bins: int, low: float = -20.0, high: float = 20.0, dtype=tf.float32):
+  """The twohot bin locations in symlog space: ``linspace(low, high, num_bins)``."""
+  return tf.linspace(tf.constant(low, dtype), tf.constant(high, dtype), num_bins)
+
+
+def twohot(x, bins):
+  """Encodes scalars as twohot vectors over ``bins`` (Eq. 10).
+
+  The two bins enclosing ``x`` receive weights proportional to their closeness,
+  so that ``sum(twohot(x) * bins) == x`` inside the bin range. Values outside
+  the range put all weight on the nearest end bin.
+
+  Args:
+    x: Values, any shape ``S``, in the same space as ``bins`` (symlog space for
+      reward and value targets).
+    bins: Increasing bin locations, shape ``[K]``.
+
+  Returns:
+    Weights of shape ``S + [K]`` summing to one.
+  """
+  x = tf.convert_to_tensor(x, bins.dtype)
+  num_bins = tf.shape(bins)[0]
+  below = tf.reduce_sum(tf.cast(bins[None] <= x[..., None], tf.int32), -1) - 1
+  above = num_bins - tf.reduce_sum(tf.cast(bins[None] > x[..., None], tf.int32), -1)
+  below = tf.clip_by_value(below, 0, num_bins - 1)
+  above = tf.clip_by_value(above, 0, num_bins - 1)
+  equal = tf.equal(below, above)
+  to_below = tf.where(equal, tf.ones_like(x), tf.abs(tf.gather(bins, below) - x))
+  to_above = tf.where(equal, tf.ones_like(x), tf.abs(tf.gather(bins, above) - x))
+  total = to_below + to_above
+  weight_below = to_above / total
+  weight_above = to_below / total
+  depth = tf.shape(bins)[0]
+  return (
+    tf.one_hot(below, depth, dtype=bins.dtype) * weight_below[..., None]
+    + tf.one_hot(above, depth, dtype=bins.dtype) * weight_above[..., None]
+  )
+
+
+def lambda_return(reward_HB, value_HB, cont_HB, bootstrap_B, lambda_: float, discount: float):
+  """TD(lambda) returns of an imagined trajectory, Eq. 7 (computed backwards).
+
+  ``R_t = r_t + gamma c_t ((1 - lambda) v_t + lambda R_{t+1})`` with
+  ``R_H = bootstrap``. Inputs are time-major: index ``t`` of ``reward``,
+  ``value`` and ``cont`` refers to the state reached after step ``t``.
+
+  Args:
+    reward_HB: Rewards ``r_{t+1}``, shape ``[H, B]``.
+    value_HB: Values ``v(s_{t+1})``, shape ``[H, B]``.
+    cont_HB: Continuation flags ``c_{t+1}``, shape ``[H, B]``.
+    bootstrap_B: The value of the last state, shape ``[B]``.
+    lambda_: The return mixing parameter (0.95).
+    discount: The discount gamma (1 - 1/333 = 0.997).
+
+  Returns:
+    The returns ``R_0 .. R_{H-1}``, shape ``[H, B]``.
+  """
+  disc_HB = cont_HB * discount
+  interm_HB = reward_HB + disc_HB * value_HB * (1.0 - lambda_)
+
+  def step(next_return, inputs):
+    interm, disc = inputs
+    return interm + disc * lambda_ * next_return
+
+  return tf.scan(step, (interm_HB, disc_HB), initializer=bootstrap_B, reverse=True)
+
+
+def percentile(x, q: float):
+  """The ``q``-th percentile (0..100) of all elements, with linear interpolation.
+
+  Matches ``numpy.percentile(x, q)`` (method 'linear').
+  """
+  flat = tf.sort(tf.reshape(tf.cast(x, tf.float32), [-1]))
+  n = tf.cast(tf.size(flat), tf.float32)
+  pos = q / 100.0 * (n - 1.0)
+  lo = tf.cast(tf.floor(pos), tf.int32)
+  hi = tf.minimum(lo + 1, tf.size(flat) - 1)
+  frac = pos - tf.floor(pos)
+  return tf.gather(flat, lo) * (1.0 - frac) + tf.gather(flat, hi) * frac
