@@ -23,6 +23,9 @@ class NormalizeAction:
     self.high = np.broadcast_to(np.asarray(high, np.float64), self.low.shape)
     self.shape = self.low.shape
     self.finite = np.isfinite(self.low) & np.isfinite(self.high)
+    # Unbounded dimensions use [-1, 1] as their box, i.e. the identity.
+    self._low = np.where(self.finite, self.low, -1.0)
+    self._high = np.where(self.finite, self.high, 1.0)
     self.spec = array_spec.BoundedArraySpec(
       (int(np.prod(self.shape, dtype=np.int64)),), np.float32, -1.0, 1.0, name=name
     )
@@ -30,5 +33,4 @@ class NormalizeAction:
   def __call__(self, action) -> np.ndarray:
     """Returns the environment action (float64, the box's shape) for an agent action."""
     action = np.clip(np.asarray(action, np.float64).reshape(self.shape), -1.0, 1.0)
-    scaled = self.low + (action + 1.0) * 0.5 * (self.high - self.low)
-    return np.where(self.finite, scaled, action)
+    return self._low + (action + 1.0) * 0.5 * (self._high - self._low)
