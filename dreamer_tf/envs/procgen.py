@@ -24,9 +24,7 @@ def _import_procgen():
     import procgen
     import procgen.env
   except ImportError:
-    raise MissingDependencyError(
-      "procgen-mirror", "procgen_ environments (pip install procgen-mirror==0.10.7)"
-    ) from None
+    raise MissingDependencyError("procgen-mirror==0.10.7", "procgen_ environments") from None
   return procgen
 
 
