@@ -1,0 +1,7 @@
+"""Sequence replay: compressed uint8 chunks, its tf.data dataset, its checkpoint and observer."""
+
+from dreamer_tf.replay.observer import DreamerStepObserver
+from dreamer_tf.replay.sequence_replay import SequenceReplayBuffer, checkpoint_exists
+from dreamer_tf.replay.spec import step_spec
+
+__all__ = ["DreamerStepObserver", "SequenceReplayBuffer", "checkpoint_exists", "step_spec"]

@@ -1,0 +1,96 @@
+"""The replay step format (docs/CONTRIBUTING.md) as TensorSpecs, and flat views of it.
+
+A step is a nested dict ``{"obs": {key: ...}, "action", "reward", "is_first", "is_last",
+"is_terminal"}``. Replay stores it as flat columns named by their path (``obs/image``); the
+order of the columns is the order of ``tf.nest.flatten`` (sorted dict keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from dreamer_tf.errors import UserError
+
+FLAG_KEYS = ("is_first", "is_last", "is_terminal")
+
+
+def step_spec(observation_spec: Mapping, action_spec) -> dict:
+  """Builds the replay data spec from an environment's observation and action specs.
+
+  Args:
+    observation_spec: A dict of ``ArraySpec``/``TensorSpec`` per observation key. Keys that
+      start with ``log_`` are dropped (they are logged, never stored).
+    action_spec: The environment's action spec: an integer scalar spec (discrete actions,
+      stored as int32 ``[]``) or a float spec ``[A]`` (continuous, stored as float32).
+
+  Returns:
+    The nested dict of ``tf.TensorSpec`` describing one stored step.
+  """
+  obs = {}
+  for key, spec in observation_spec.items():
+    if key.startswith("log_"):
+      continue
+    dtype = np.dtype(tf.as_dtype(spec.dtype).as_numpy_dtype)
+    dtype = np.uint8 if dtype == np.uint8 else (np.bool_ if dtype == np.bool_ else np.float32)
+    obs[key] = tf.TensorSpec(tuple(spec.shape), tf.as_dtype(dtype), name=f"obs/{key}")
+  if tf.as_dtype(action_spec.dtype).is_integer:
+    action = tf.TensorSpec((), tf.int32, name="action")
+  else:
+    action = tf.TensorSpec(tuple(action_spec.shape), tf.float32, name="action")
+  return {
+    "obs": obs,
+    "action": action,
+    "reward": tf.TensorSpec((), tf.float32, name="reward"),
+    "is_first": tf.TensorSpec((), tf.bool, name="is_first"),
+    "is_last": tf.TensorSpec((), tf.bool, name="is_last"),
+    "is_terminal": tf.TensorSpec((), tf.bool, name="is_terminal"),
+  }
+
+
+def flatten_spec(spec: Mapping, prefix: str = "") -> list[tuple[str, tf.TensorSpec]]:
+  """Flattens a nested dict spec into ``(path, TensorSpec)`` pairs in ``tf.nest`` order."""
+  out = []
+  for key in sorted(spec):
+    value = spec[key]
+    path = f"{prefix}{key}"
+    if isinstance(value, Mapping):
+      out.extend(flatten_spec(value, path + "/"))
+    elif isinstance(value, tf.TensorSpec):
+      out.append((path, value))
+    else:
+      raise UserError(f"replay data spec entry '{path}' is a {type(value).__name__}, expected tf.TensorSpec")
+  return out
+
+
+def plain_spec(spec: Mapping) -> dict:
+  """A copy of a nested spec made of plain dicts (TF's tracking wrappers removed)."""
+  return {k: plain_spec(v) if isinstance(v, Mapping) else v for k, v in spec.items()}
+
+
+def spec_signature(spec: Mapping) -> dict[str, list]:
+  """A JSON-friendly description ``{path: [dtype, shape]}`` used to validate checkpoints."""
+  return {path: [s.dtype.name, list(s.shape.as_list())] for path, s in flatten_spec(spec)}
+
+
+def get_path(nested: Mapping, path: str) -> Any:
+  """Returns ``nested["a"]["b"]`` for the path ``a/b``."""
+  value = nested
+  for part in path.split("/"):
+    value = value[part]
+  return value
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict:
+  """Turns ``{"obs/image": x, "reward": y}`` into ``{"obs": {"image": x}, "reward": y}``."""
+  out: dict = {}
+  for path, value in flat.items():
+    node = out
+    *parents, leaf = path.split("/")
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[leaf] = value
+  return out

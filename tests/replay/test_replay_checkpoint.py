@@ -1,0 +1,176 @@
+"""Incremental, crash-safe save/restore of SequenceReplayBuffer."""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from replay_testlib import check_window, fill, make_spec, window
+
+from dreamer_tf.errors import UserError
+from dreamer_tf.replay import SequenceReplayBuffer, checkpoint_exists
+
+
+def make_replay(capacity=3000, spec=None, seed=0, num_streams=2):
+  return SequenceReplayBuffer(
+    spec or make_spec(), num_streams, capacity, chunk_size=32, block_size=8, seed=seed
+  )
+
+
+def assert_same(a, b):
+  tf.nest.map_structure(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+def test_round_trip_is_exact(tmp_path):
+  replay = make_replay()
+  fill(replay, 0, 100)  # 3 full chunks and 4 steps of an open one.
+  replay.save(tmp_path)
+  assert checkpoint_exists(tmp_path)
+  restored = make_replay(seed=123)
+  restored.restore(tmp_path)
+  assert restored.size == replay.size
+  assert_same(restored.gather_all(), replay.gather_all())
+  assert_same(restored.sample(8, 30), replay.sample(8, 30))  # The rng state is restored too.
+  # Adding continues in the restored open chunk.
+  fill(replay, 100, 140)
+  fill(restored, 100, 140)
+  assert_same(restored.gather_all(), replay.gather_all())
+
+
+def test_incremental_save_writes_only_new_chunks(tmp_path):
+  replay = make_replay(capacity=200)  # 100 steps per stream.
+  fill(replay, 0, 70)
+  first = replay.save(tmp_path)
+  assert sorted(n.split("_")[0] for n in first["files_written"]) == ["chunk", "chunk", "open"]
+  # Nothing new: nothing written.
+  assert replay.save(tmp_path)["files_written"] == []
+  fill(replay, 70, 80)  # Still inside chunk 2: only a new open-chunk file.
+  second = replay.save(tmp_path)
+  assert [n.split("_")[0] for n in second["files_written"]] == ["open"]
+  assert len(second["files_removed"]) == 1 and second["files_removed"][0].startswith("open_")
+  fill(replay, 80, 170)  # Completes chunks 2, 3, 4; evicts chunks 0 and 1 (start = 70).
+  third = replay.save(tmp_path)
+  names = sorted(third["files_written"])
+  assert [n.split("_")[0] for n in names] == ["chunk", "chunk", "chunk", "open"]
+  assert sum(n.startswith("chunk_") for n in third["files_removed"]) == 2
+  on_disk = sorted(p.name for p in tmp_path.iterdir())
+  manifest = json.loads((tmp_path / "manifest.json").read_text())
+  assert on_disk == sorted([e["file"] for e in manifest["chunks"]] + ["manifest.json"])
+  restored = make_replay(capacity=200)
+  restored.restore(tmp_path)
+  assert_same(restored.gather_all(), replay.gather_all())
+
+
+def test_restore_into_smaller_capacity_evicts_oldest(tmp_path):
+  replay = make_replay()
+  fill(replay, 0, 100)
+  replay.save(tmp_path)
+  small = make_replay(capacity=80)
+  small.restore(tmp_path)
+  assert small.size == 80
+  assert_same(small.gather_all()["reward"], replay.gather_all()["reward"][:, 60:])
+
+
+def test_truncated_chunk_file_is_reported_by_name(tmp_path):
+  replay = make_replay()
+  fill(replay, 0, 100)
+  replay.save(tmp_path)
+  victim = sorted(tmp_path.glob("chunk_*.npz"))[1]
+  data = victim.read_bytes()
+  victim.write_bytes(data[: len(data) // 2])
+  with pytest.raises(UserError, match=victim.name + ".*truncated or corrupt"):
+    make_replay().restore(tmp_path)
+  # Same size but damaged bytes: the zip CRC catches it.
+  victim.write_bytes(data[:1000] + bytes(len(data) - 2000) + data[-1000:])
+  with pytest.raises(UserError, match=victim.name):
+    make_replay().restore(tmp_path)
+
+
+def test_half_written_manifest_falls_back_to_previous_checkpoint(tmp_path):
+  replay = make_replay()
+  fill(replay, 0, 50)
+  replay.save(tmp_path)
+  before = replay.gather_all()
+  # What a kill during the next save leaves: its new chunk files and a partial temporary manifest.
+  fill(replay, 50, 130)
+  scratch = tmp_path.parent / "scratch"
+  replay.save(scratch)
+  for path in scratch.glob("*.npz"):
+    if not (tmp_path / path.name).exists():
+      shutil.copy(path, tmp_path / path.name)
+  text = (scratch / "manifest.json").read_text()
+  (tmp_path / ".manifest.json.999.tmp").write_text(text[: len(text) // 2])
+  restored = make_replay()
+  restored.restore(tmp_path)
+  assert_same(restored.gather_all(), before)
+  # The next save removes the leftovers.
+  restored.save(tmp_path)
+  assert not list(tmp_path.glob(".*tmp"))
+  manifest = json.loads((tmp_path / "manifest.json").read_text())
+  assert len(list(tmp_path.glob("*.npz"))) == len(manifest["chunks"])
+
+
+def test_corrupt_or_missing_manifest_is_a_user_error(tmp_path):
+  with pytest.raises(UserError, match="manifest.json is missing"):
+    make_replay().restore(tmp_path)
+  replay = make_replay()
+  fill(replay, 0, 40)
+  replay.save(tmp_path)
+  manifest = tmp_path / "manifest.json"
+  manifest.write_text(manifest.read_text()[:100])
+  with pytest.raises(UserError, match="manifest.json is corrupt"):
+    make_replay().restore(tmp_path)
+
+
+def test_spec_mismatch_is_a_one_line_user_error(tmp_path):
+  replay = make_replay()
+  fill(replay, 0, 40)
+  replay.save(tmp_path)
+  other = make_replay(spec=make_spec(action_dim=3))
+  with pytest.raises(UserError) as error:
+    other.restore(tmp_path)
+  message = str(error.value)
+  assert "\n" not in message and "'action'" in message and "another step spec" in message
+  with pytest.raises(UserError, match="2 streams but this run uses 3"):
+    make_replay(num_streams=3).restore(tmp_path)
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {testdir!r})
+    from replay_testlib import fill, make_spec
+    from dreamer_tf.replay import SequenceReplayBuffer
+    replay = SequenceReplayBuffer(make_spec(), 2, 400, chunk_size=32, block_size=8, seed=0)
+    t = 0
+    while True:
+      fill(replay, t, t + 13)
+      t += 13
+      replay.save({directory!r})
+      print(t, flush=True)
+""")
+
+
+def test_kill_9_during_saves_leaves_a_readable_checkpoint(tmp_path):
+  directory = tmp_path / "replay"
+  code = CHILD.format(testdir=str(pathlib.Path(__file__).parent), directory=str(directory))
+  child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+  try:
+    saved = [int(child.stdout.readline()) for _ in range(25)]  # Saves every 13 steps, evicting.
+  finally:
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+  restored = SequenceReplayBuffer(make_spec(), 2, 400, seed=0)
+  restored.restore(directory)
+  end = restored.stream_length + int(restored.gather_all()["reward"].numpy()[0, 0])
+  assert end >= saved[-1] and end % 13 == 0
+  assert restored.stream_length == min(end, 200)
+  batch = restored.sample(4, restored.stream_length)
+  for i in range(4):
+    check_window(window(batch, i), restored.stream_length)
