@@ -54,9 +54,7 @@ class ActorCritic(keras.Model):
     critic_kw = dict(bins=c.bins, outscale=c.critic_outscale, norm_eps=c.norm_eps)
     self.critic = networks.Head("twohot", c.layers, c.units, name="critic", **critic_kw)
     self.critic.build(feat)
-    self.slow_critic = networks.Head(
-      "twohot", c.layers, c.units, name="slow_critic", trainable=False, **critic_kw
-    )
+    self.slow_critic = networks.Head("twohot", c.layers, c.units, name="slow_critic", trainable=False, **critic_kw)
     self.slow_critic.build(feat)
     for slow, fast in zip(self.slow_critic.weights, self.critic.weights):
       slow.assign(fast)

@@ -25,9 +25,7 @@ def make_optimizer(opt_config, mixed_float16: bool):
 
 def step_data_spec(observation_spec, action_spec):
   """The spec of one replay step (docs/CONTRIBUTING.md, "The step format")."""
-  obs = {
-    k: tf.TensorSpec(s.shape, s.dtype, k) for k, s in observation_spec.items() if not k.startswith("log_")
-  }
+  obs = {k: tf.TensorSpec(s.shape, s.dtype, k) for k, s in observation_spec.items() if not k.startswith("log_")}
   return {
     "obs": obs,
     "action": tf.TensorSpec(action_spec.shape, action_spec.dtype, "action"),
@@ -79,15 +77,11 @@ class DreamerAgent(tf_agent.TFAgent):
       make_optimizer(model_config.actor_opt, mixed16),
       make_optimizer(model_config.critic_opt, mixed16),
     )
-    self._clip = Optimizers(
-      model_config.model_opt.clip, model_config.actor_opt.clip, model_config.critic_opt.clip
-    )
+    self._clip = Optimizers(model_config.model_opt.clip, model_config.actor_opt.clip, model_config.critic_opt.clip)
     for opt, variables in zip(self.optimizers, self._variable_groups()):
       opt.build(variables)
     self._rng = tf.random.Generator.from_seed(seed)
-    policy = DreamerPolicy(
-      time_step_spec, action_spec, self.world_model, self.actor_critic, greedy=True, seed=seed + 1
-    )
+    policy = DreamerPolicy(time_step_spec, action_spec, self.world_model, self.actor_critic, greedy=True, seed=seed + 1)
     collect_policy = DreamerPolicy(
       time_step_spec, action_spec, self.world_model, self.actor_critic, greedy=False, seed=seed + 2
     )

@@ -61,9 +61,7 @@ class WorldModel(keras.Model):
       "twohot", c.layers, c.units, bins=c.bins, outscale=c.reward_outscale, norm_eps=c.norm_eps, name="reward"
     )
     self.reward_head.build(feat)
-    self.cont_head = networks.Head(
-      "binary", c.layers, c.units, outscale=1.0, norm_eps=c.norm_eps, name="cont"
-    )
+    self.cont_head = networks.Head("binary", c.layers, c.units, outscale=1.0, norm_eps=c.norm_eps, name="cont")
     self.cont_head.build(feat)
     self.loss_scales = dict(c.loss_scales)
     self.free_nats = c.free_nats
@@ -128,9 +126,7 @@ class WorldModel(keras.Model):
       kl_rep=tf.reduce_mean(kl_rep),
       post_ent=tf.reduce_mean(post_dist.entropy()),
       prior_ent=tf.reduce_mean(prior_dist.entropy()),
-      reward_error=tf.reduce_mean(
-        tf.abs(self.reward_head(feat).mean() - tf.cast(data["reward"], tf.float32))
-      ),
+      reward_error=tf.reduce_mean(tf.abs(self.reward_head(feat).mean() - tf.cast(data["reward"], tf.float32))),
     )
     return loss, post, metrics
 
@@ -156,6 +152,5 @@ class WorldModel(keras.Model):
     prior = {k: tf.transpose(v, [1, 0] + list(range(2, v.shape.rank))) for k, v in prior.items()}
     openl = self.decoder(self.rssm.get_feat(prior))
     return {
-      k: tf.clip_by_value(tf.concat([recon[k].mode(), openl[k].mode()], 1), 0.0, 1.0)
-      for k in self.decoder.cnn_keys
+      k: tf.clip_by_value(tf.concat([recon[k].mode(), openl[k].mode()], 1), 0.0, 1.0) for k in self.decoder.cnn_keys
     }

@@ -39,9 +39,7 @@ class ImageDecoder(keras.layers.Layer):
       last = i == self.stages - 1
       channels = self.shape[-1] if last else channels // 2
       self.convs.append(
-        keras.layers.Conv2DTranspose(
-          channels, 4, 2, "same", use_bias=last, kernel_initializer=init, name=f"conv{i}"
-        )
+        keras.layers.Conv2DTranspose(channels, 4, 2, "same", use_bias=last, kernel_initializer=init, name=f"conv{i}")
       )
       self.norms.append(None if last else keras.layers.LayerNormalization(epsilon=norm_eps, name=f"norm{i}"))
 

@@ -42,7 +42,5 @@ class MLP(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(
-      layers=self.layers, units=self.units, norm_eps=self.norm_eps, symlog_inputs=self.symlog_inputs
-    )
+    config.update(layers=self.layers, units=self.units, norm_eps=self.norm_eps, symlog_inputs=self.symlog_inputs)
     return config

@@ -41,9 +41,7 @@ class MultiDecoder(keras.layers.Layer):
     self.mlp = MLP(layers, units, norm_eps, name="mlp") if self.mlp_keys else None
     init = keras.initializers.VarianceScaling(1.0, "fan_avg", "truncated_normal")
     self.vector_out = {
-      k: keras.layers.Dense(
-        max(1, int(tf.reduce_prod(self.shapes[k]))), kernel_initializer=init, name=f"out_{k}"
-      )
+      k: keras.layers.Dense(max(1, int(tf.reduce_prod(self.shapes[k]))), kernel_initializer=init, name=f"out_{k}")
       for k in self.mlp_keys
     }
 

@@ -79,9 +79,7 @@ class RSSM(keras.layers.Layer):
 
   def get_feat(self, state):
     """Model features ``concat(h, flat z)`` fed to the heads."""
-    stoch = tf.reshape(
-      state["stoch"], tf.concat([tf.shape(state["stoch"])[:-2], [self.stoch * self.classes]], 0)
-    )
+    stoch = tf.reshape(state["stoch"], tf.concat([tf.shape(state["stoch"])[:-2], [self.stoch * self.classes]], 0))
     return tf.concat([state["deter"], tf.cast(stoch, state["deter"].dtype)], -1)
 
   def get_dist(self, state_or_logits):

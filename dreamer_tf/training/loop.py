@@ -1,0 +1,352 @@
+"""The training loop: collect with a TF-Agents driver, replay, train at the train ratio.
+
+One iteration of :meth:`Trainer.run`::
+
+  envs --(PyDriver + collect policy)--> DreamerStepObserver --> SequenceReplayBuffer
+  SequenceReplayBuffer.as_dataset(B, T) --> DreamerAgent.train (tf.function)
+  every N seconds: Logger.write, Checkpointer.save (agent, counters, replay)
+
+The train ratio is the number of replayed steps (``batch_size * batch_length`` per
+update) per agent step, counted from the step at which training starts; the loop
+runs exactly as many updates as the ratio allows after each collected step, so
+the achieved ratio stays within one update of the target.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import time
+
+import numpy as np
+import tensorflow as tf
+from tf_agents.drivers import py_driver
+from tf_agents.policies import py_tf_eager_policy
+from tf_agents.specs import tensor_spec
+
+from dreamer_tf import envs as envs_lib
+from dreamer_tf.agent.dreamer_agent import DreamerAgent
+from dreamer_tf.config import Config, save_config
+from dreamer_tf.errors import UserError
+from dreamer_tf.replay import DreamerStepObserver, SequenceReplayBuffer, step_spec
+from dreamer_tf.training import checkpointer as checkpointer_lib
+from dreamer_tf.training.logger import Logger
+from dreamer_tf.training.progress import ProgressBar
+
+_log = logging.getLogger(__name__)
+
+# Config sections that must match when a logdir is resumed: they shape the networks and data.
+_RESUME_MUST_MATCH = ("model", "env", "replay.batch_size", "replay.batch_length")
+
+
+class Counters(tf.Module):
+  """Checkpointed progress counters."""
+
+  def __init__(self):
+    super().__init__(name="counters")
+    self.agent_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="agent_steps")
+    self.episodes = tf.Variable(0, dtype=tf.int64, trainable=False, name="episodes")
+    self.train_start_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="train_start_step")
+    self.train_start_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="train_start_updates")
+
+
+def _get(config, dotted):
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node.to_dict() if isinstance(node, Config) else node
+
+
+def prepare_logdir(logdir: str | os.PathLike, config: Config, env_name: str) -> pathlib.Path:
+  """Creates the logdir, or checks that an existing run in it is compatible.
+
+  A logdir that holds a run with another environment or a differently shaped
+  model is refused with a one-line :class:`UserError`, and nothing in it is
+  changed.
+  """
+  logdir = pathlib.Path(logdir)
+  run_file = logdir / "run.json"
+  if run_file.exists():
+    previous = json.loads(run_file.read_text())
+    if previous.get("env") != env_name:
+      raise UserError(
+        f"logdir {logdir} holds a run of --env={previous.get('env')}, not {env_name}: "
+        "use another --logdir or the same --env"
+      )
+    config_file = logdir / "config.yaml"
+    if config_file.exists():
+      import yaml
+
+      old = Config(yaml.safe_load(config_file.read_text()))
+      for key in _RESUME_MUST_MATCH:
+        if _get(old, key) != _get(config, key):
+          raise UserError(
+            f"logdir {logdir} holds a run with a different {key} config; resume with the same "
+            "--configs/--override or use another --logdir"
+          )
+  try:
+    logdir.mkdir(parents=True, exist_ok=True)
+    probe = logdir / ".write_test"
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise UserError(f"cannot write to logdir {logdir}: {e.strerror}; choose a writable --logdir") from None
+  save_config(config, logdir)
+  tmp = run_file.with_suffix(".tmp")
+  tmp.write_text(json.dumps({"env": env_name}))
+  os.replace(tmp, run_file)
+  return logdir
+
+
+def set_precision(precision: str) -> None:
+  """Sets the Keras mixed-precision policy (float32, mixed_float16, mixed_bfloat16)."""
+  tf.keras.mixed_precision.set_global_policy(precision)
+
+
+def specs_of(py_env):
+  """TensorSpecs of a PyEnvironment: ``(time_step_spec, action_spec)``."""
+  return tensor_spec.from_spec(py_env.time_step_spec()), tensor_spec.from_spec(py_env.action_spec())
+
+
+def evaluate(policy, env, episodes: int, max_steps: int = 10**7) -> list[dict]:
+  """Runs ``episodes`` episodes of ``policy`` on a single ``env``; returns their stats."""
+  py_policy = py_tf_eager_policy.PyTFEagerPolicy(policy, use_tf_function=True, batch_time_steps=True)
+  tracker = envs_lib.EpisodeTracker()
+  results = []
+  time_step = env.reset()
+  tracker.update(time_step)
+  state = py_policy.get_initial_state(1)
+  steps = 0
+  while len(results) < episodes and steps < max_steps:
+    action_step = py_policy.action(time_step, state)
+    state = action_step.state
+    time_step = env.step(action_step.action)
+    steps += 1
+    results += tracker.update(time_step)
+    if time_step.is_last():
+      time_step = env.reset()
+      tracker.update(time_step)
+  return results
+
+
+class Trainer:
+  """Owns the environments, agent, replay, logger and checkpoints of one run.
+
+  Args:
+    config: The resolved configuration.
+    env_name: The ``--env`` name.
+    logdir: The run directory (created or resumed).
+  """
+
+  def __init__(self, config: Config, env_name: str, logdir: str | os.PathLike):
+    self.config = config
+    self.env_name = env_name
+    self.logdir = prepare_logdir(logdir, config, env_name)
+    run = config.run
+    set_precision(run.precision)
+    self.batch_size = config.replay.batch_size
+    self.batch_length = config.replay.batch_length
+    self.env = envs_lib.make_batched_env(env_name, config, run.envs, run.seed, run.parallel_envs)
+    time_step_spec, action_spec = specs_of(self.env)
+    self.agent = DreamerAgent(time_step_spec, action_spec, config, seed=run.seed)
+    self.counters = Counters()
+    self.replay = SequenceReplayBuffer(
+      step_spec(self.env.observation_spec(), self.env.action_spec()),
+      batch_size=run.envs,
+      capacity=config.replay.capacity,
+      seed=run.seed,
+    )
+    self.observer = DreamerStepObserver(self.replay)
+    self.checkpointer = checkpointer_lib.Checkpointer(
+      self.logdir / "checkpoints", keep=2, agent=self.agent, counters=self.counters
+    )
+    self.logger = Logger(self.logdir, step=lambda: int(self.counters.agent_steps.numpy()))
+    self._train_fn = tf.function(self.agent.train, jit_compile=run.jit_compile)
+    self._report_fn = tf.function(self._report)
+    self._dataset = None
+    self._last_batch = None
+    self._metrics = []
+    self.restored_from = None
+
+  # Checkpoints.
+
+  def restore(self, path=None):
+    """Restores the latest (or the given) checkpoint, including the replay buffer."""
+    self.restored_from = self.checkpointer.restore(path, extra_restore_fns={"replay": self.replay.restore})
+    if self.restored_from:
+      _log.info(
+        "Restored %s at step %d (%d updates, replay %d steps)",
+        self.restored_from,
+        self.agent_steps,
+        self.updates,
+        self.replay.size,
+      )
+    return self.restored_from
+
+  def save(self):
+    return self.checkpointer.save(self.agent_steps, extra_save_fns={"replay": self.replay.save})
+
+  @property
+  def agent_steps(self) -> int:
+    return int(self.counters.agent_steps.numpy())
+
+  @property
+  def updates(self) -> int:
+    return int(self.agent.train_step_counter.numpy())
+
+  # Training.
+
+  def updates_due(self) -> int:
+    """Updates the train ratio allows at the current step, minus those done."""
+    start = int(self.counters.train_start_step.numpy())
+    if start < 0:
+      return 0
+    replayed_per_update = self.batch_size * self.batch_length
+    allowed = int((self.agent_steps - start) * self.config.run.train_ratio / replayed_per_update)
+    return max(0, allowed - self.updates_since_start())
+
+  def updates_since_start(self) -> int:
+    return self.updates - int(self.counters.train_start_updates.numpy())
+
+  def achieved_ratio(self) -> float:
+    steps = self.agent_steps - int(self.counters.train_start_step.numpy())
+    return self.updates_since_start() * self.batch_size * self.batch_length / max(1, steps)
+
+  def _ready_to_train(self) -> bool:
+    return self.agent_steps >= self.config.run.train_start and self.replay.stream_length >= self.batch_length
+
+  def train_once(self):
+    if self._dataset is None:
+      self._dataset = iter(self.replay.as_dataset(self.batch_size, self.batch_length))
+    batch = next(self._dataset)
+    info = self._train_fn(batch)
+    self._metrics.append(info.extra)
+    self._last_batch = batch
+    return info
+
+  def _report(self, batch):
+    data = self.agent.preprocess(batch)
+    data = tf.nest.map_structure(lambda x: x[:4], data)
+    seed = tf.constant([7, 11], tf.int64)
+    predictions = self.agent.world_model.open_loop(data, seed, context=min(5, self.batch_length // 2))
+    videos = {}
+    for key, pred in predictions.items():
+      truth = tf.cast(data["obs"][key], tf.float32) / 255.0
+      error = (pred - truth + 1.0) / 2.0
+      videos[key] = tf.concat([truth, pred, error], 2)  # real | predicted | error, side by side
+    return videos
+
+  def run(self, steps: int | None = None, signals: checkpointer_lib.SignalHandler | None = None):
+    """Trains until ``steps`` agent steps (default ``config.run.steps``) or a signal."""
+    run = self.config.run
+    total = int(steps if steps is not None else run.steps)
+    policy = py_tf_eager_policy.PyTFEagerPolicy(self.agent.collect_policy, use_tf_function=True, batch_time_steps=False)
+    driver = py_driver.PyDriver(self.env, policy, observers=[self.observer], max_steps=run.envs)
+    tracker = envs_lib.EpisodeTracker(run.envs)
+    self.observer.reset()
+    time_step = self.env.reset()
+    tracker.update(time_step)
+    policy_state = policy.get_initial_state(run.envs)
+    progress = ProgressBar(total, self.agent_steps)
+    last_log = last_ckpt = time.time()
+    last_video = last_eval = last_export = self.agent_steps
+    fps_steps, fps_time, train_time, train_updates = 0, time.time(), 0.0, 0
+    last_return = None
+    try:
+      while self.agent_steps < total:
+        if signals is not None and signals.requested:
+          _log.warning("Received %s: saving a checkpoint and stopping", signals.signal_name)
+          break
+        time_step, policy_state = driver.run(time_step, policy_state)
+        self.counters.agent_steps.assign_add(run.envs)
+        fps_steps += run.envs
+        for stats in tracker.update(time_step):
+          self.counters.episodes.assign_add(1)
+          last_return = stats["return"]
+          row = {f"episode/{k}": v for k, v in stats.items() if k != "env"}
+          self.logger.episode(self.agent_steps, row)
+        if int(self.counters.train_start_step.numpy()) < 0 and self._ready_to_train():
+          self.counters.train_start_step.assign(self.agent_steps)
+          self.counters.train_start_updates.assign(self.updates)
+        due = self.updates_due()
+        if due:
+          start = time.time()
+          for _ in range(due):
+            self.train_once()
+          train_time += time.time() - start
+          train_updates += due
+        now = time.time()
+        progress.update(self.agent_steps, fps=fps_steps / max(1e-6, now - fps_time), last_return=last_return)
+        if now - last_log >= run.log_every_secs:
+          self._write_logs(fps_steps / max(1e-6, now - fps_time), train_updates, train_time)
+          fps_steps, fps_time, train_time, train_updates = 0, now, 0.0, 0
+          last_log = now
+        if run.video_every and self.agent_steps - last_video >= run.video_every and self._last_batch is not None:
+          self._write_videos()
+          last_video = self.agent_steps
+        if run.eval_every and self.agent_steps - last_eval >= run.eval_every:
+          self.evaluate(run.eval_episodes)
+          last_eval = self.agent_steps
+        if run.export_every and self.agent_steps - last_export >= run.export_every:
+          self.export()
+          last_export = self.agent_steps
+        if now - last_ckpt >= run.checkpoint_every_secs:
+          self.save()
+          last_ckpt = time.time()
+    finally:
+      progress.close()
+    self._write_logs(fps_steps / max(1e-6, time.time() - fps_time), train_updates, train_time)
+    self.save()
+    self.logger.flush()
+    return self.agent_steps
+
+  def _write_logs(self, fps, train_updates, train_time):
+    if self._metrics:
+      keys = self._metrics[0].keys()
+      means = {k: float(np.mean([m[k].numpy() for m in self._metrics])) for k in keys}
+      self.logger.scalars(means, prefix="train")
+      self._metrics = []
+    self.logger.scalars(
+      {
+        "fps/policy": fps,
+        "fps/train": train_updates * self.batch_size * self.batch_length / max(1e-6, train_time)
+        if train_updates
+        else 0.0,
+        "replay/size": self.replay.size,
+        "train/updates": self.updates,
+        "train/achieved_ratio": self.achieved_ratio() if self.counters.train_start_step.numpy() >= 0 else 0.0,
+        "episodes": int(self.counters.episodes.numpy()),
+      }
+    )
+    self.logger.write(self.agent_steps)
+
+  def _write_videos(self):
+    videos = self._report_fn(self._last_batch)
+    for key, video in videos.items():
+      self.logger.video(f"openloop/{key}", (video.numpy() * 255).astype(np.uint8))
+    self.logger.write(self.agent_steps)
+
+  def evaluate(self, episodes: int):
+    """Runs greedy evaluation episodes and logs ``eval/return`` rows."""
+    env = envs_lib.make_env(self.env_name, self.config, seed=self.config.run.seed + 10_000)
+    try:
+      results = evaluate(self.agent.policy, env, episodes)
+    finally:
+      env.close()
+    for stats in results:
+      self.logger.eval_episode(self.agent_steps, {f"eval/{k}": v for k, v in stats.items() if k != "env"})
+    return results
+
+  def export(self):
+    """Exports the greedy policy as a SavedModel under ``saved_models/<env>``."""
+    from dreamer_tf import export
+
+    return export.export_policy(
+      self.agent, self.config, self.env_name, self.logdir / "saved_models" / self.env_name, train_step=self.updates
+    )
+
+  def close(self):
+    self.logger.close()
+    self.env.close()
