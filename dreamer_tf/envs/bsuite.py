@@ -45,14 +45,11 @@ def resolve_id(task: str) -> str:
   experiment = bsuite_id.split("/")[0]
   if experiment in experiments:
     settings = [i for i in valid if i.startswith(experiment + "/")]
-    raise UserError(
-      f"unknown bsuite id '{bsuite_id}'; {experiment} has settings {settings[0]} .. {settings[-1]}"
-    )
+    raise UserError(f"unknown bsuite id '{bsuite_id}'; {experiment} has settings {settings[0]} .. {settings[-1]}")
   close = difflib.get_close_matches(experiment, experiments, n=1)
   hint = f"did you mean 'bsuite_{close[0]}/0'? " if close else ""
   raise UserError(
-    f"unknown bsuite experiment '{experiment}'; {hint}valid: {', '.join(experiments)} "
-    "(each with settings /0, /1, ...)"
+    f"unknown bsuite experiment '{experiment}'; {hint}valid: {', '.join(experiments)} (each with settings /0, /1, ...)"
   )
 
 
@@ -77,9 +74,7 @@ class BsuiteEnvironment(DictEnvironment):
       self._env = bsuite.load(experiment, kwargs)
     obs_spec = self._env.observation_spec()
     self._observation_spec = {
-      "vector": array_spec.ArraySpec(
-        (int(np.prod(obs_spec.shape, dtype=np.int64)),), np.float32, name="vector"
-      )
+      "vector": array_spec.ArraySpec((int(np.prod(obs_spec.shape, dtype=np.int64)),), np.float32, name="vector")
     }
     act = self._env.action_spec()
     self._action_spec = array_spec.BoundedArraySpec((), np.int32, 0, int(act.num_values) - 1, name="action")

@@ -53,9 +53,7 @@ class CrafterEnvironment(DictEnvironment):
       key = f"log_achievement_{name}"
       spec[key] = array_spec.ArraySpec((), np.float32, name=key)
     self._observation_spec = spec
-    self._action_spec = array_spec.BoundedArraySpec(
-      (), np.int32, 0, self._env.action_space.n - 1, name="action"
-    )
+    self._action_spec = array_spec.BoundedArraySpec((), np.int32, 0, self._env.action_space.n - 1, name="action")
 
   @property
   def action_names(self) -> list[str]:
@@ -73,9 +71,7 @@ class CrafterEnvironment(DictEnvironment):
   def _step(self, action):
     image, reward, done, info = self._env.step(int(action))  # The old gym 4-tuple API.
     terminal = bool(done) and info["discount"] == 0
-    return make_step(
-      self._observation(image, info["achievements"]), reward, last=bool(done), terminal=terminal
-    )
+    return make_step(self._observation(image, info["achievements"]), reward, last=bool(done), terminal=terminal)
 
   def render(self, mode="rgb_array"):
     return self._env.render()

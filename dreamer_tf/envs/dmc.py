@@ -63,6 +63,7 @@ class DMCEnvironment(DictEnvironment):
     image: Whether to render ``obs['image']``.
     proprio: Whether to include the proprioceptive vectors.
     seed: Seeds the task's initial states.
+    time_limit: Episode length in simulated seconds; None keeps the task's own (1000 control steps).
   """
 
   def __init__(
@@ -76,6 +77,7 @@ class DMCEnvironment(DictEnvironment):
     image: bool = True,
     proprio: bool = False,
     seed: int = 0,
+    time_limit: float | None = None,
   ):
     super().__init__()
     if not (image or proprio):
@@ -83,7 +85,10 @@ class DMCEnvironment(DictEnvironment):
     if repeat < 1:
       raise UserError(f"env.dmc.repeat must be at least 1, got {repeat}")
     suite = _import_suite()
-    env = suite.load(domain, task, task_kwargs={"random": int(seed)})
+    task_kwargs = {"random": int(seed)}
+    if time_limit is not None:  # The suite's task loaders take it next to the seed.
+      task_kwargs["time_limit"] = float(time_limit)
+    env = suite.load(domain, task, task_kwargs=task_kwargs)
     self._env = DmActionRepeat(env, repeat)
     self._size = (int(size[0]), int(size[1]))
     self._camera = DEFAULT_CAMERAS.get(domain, 0) if camera == -1 else int(camera)

@@ -38,8 +38,7 @@ def parse_name(name: str) -> tuple[str, str]:
     close = difflib.get_close_matches(suite, SUITES, n=1)
     hint = f"did you mean '{close[0]}_{task}'? " if close else ""
     raise UserError(
-      f"unknown environment suite '{suite}' in --env={name}; {hint}valid suites: "
-      f"{', '.join(SUITES)} (e.g. {examples})"
+      f"unknown environment suite '{suite}' in --env={name}; {hint}valid suites: {', '.join(SUITES)} (e.g. {examples})"
     )
   return suite, task
 

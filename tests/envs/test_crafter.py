@@ -44,9 +44,7 @@ def test_noreward_variant_and_seeds():
     action = np.int32(rng.integers(17))
     assert a.step(action).reward == 0.0
     b.step(action)
-  np.testing.assert_array_equal(
-    a.current_time_step().observation["image"], b.current_time_step().observation["image"]
-  )
+  np.testing.assert_array_equal(a.current_time_step().observation["image"], b.current_time_step().observation["image"])
 
 
 def test_unknown_task():

@@ -61,9 +61,7 @@ def test_action_repeat_sums_rewards():
     step2 = env2.step(action)
     rewards = [float(env1.step(action).reward) for _ in range(2)]
     assert float(step2.reward) == pytest.approx(sum(rewards), rel=1e-5)
-    np.testing.assert_allclose(
-      step2.observation["position"], env1.current_time_step().observation["position"]
-    )
+    np.testing.assert_allclose(step2.observation["position"], env1.current_time_step().observation["position"])
 
 
 def test_actions_are_clipped():
@@ -84,10 +82,17 @@ def test_time_limit_is_truncation_and_validate(cartpole_proprio):
   utils.validate_py_environment(cartpole_proprio, episodes=1)
 
 
+def test_validate_pixels_with_short_time_limit():
+  env = DMCEnvironment("cartpole", "swingup", image=True, seed=0, time_limit=0.2)  # 20 control steps.
+  env.reset()
+  count, last = run_until_last(env, lambda: np.zeros(1, np.float32), 20)
+  assert count == 10 and last.discount == 1.0
+  utils.validate_py_environment(env, episodes=1)
+
+
 def test_seeds_reproduce():
   obs = [
-    make_env("dmc_cheetah_run", load_config("dmc_cheetah_run"), seed=s).reset().observation["image"]
-    for s in (4, 4, 5)
+    make_env("dmc_cheetah_run", load_config("dmc_cheetah_run"), seed=s).reset().observation["image"] for s in (4, 4, 5)
   ]
   np.testing.assert_array_equal(obs[0], obs[1])
   assert not np.array_equal(obs[0], obs[2])

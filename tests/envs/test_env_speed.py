@@ -17,10 +17,7 @@ def load_tool():
 def test_env_speed_table_and_json(tmp_path, capsys):
   tool = load_tool()
   out = tmp_path / "speed.json"
-  assert (
-    tool.main(["--env=gym_CartPole-v1,atari100k_pong", "--env=nosuch_env", "--steps=50", f"--json={out}"])
-    == 0
-  )
+  assert tool.main(["--env=gym_CartPole-v1,atari100k_pong", "--env=nosuch_env", "--steps=50", f"--json={out}"]) == 0
   table = capsys.readouterr().out
   assert "gym_CartPole-v1" in table and "atari100k_pong" in table and "skipped: unknown" in table
   results = json.loads(out.read_text())["results"]

@@ -100,9 +100,7 @@ def test_gym_repeat_sums_rewards():
 
 
 def test_seeds_reproduce():
-  firsts = [
-    make_env(TOY_DICT, config_for(TOY_DICT), seed=s).reset().observation["log_score"] for s in (1, 1, 2)
-  ]
+  firsts = [make_env(TOY_DICT, config_for(TOY_DICT), seed=s).reset().observation["log_score"] for s in (1, 1, 2)]
   assert firsts[0] == firsts[1] != firsts[2]
 
 
