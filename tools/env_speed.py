@@ -71,9 +71,8 @@ def measure(name: str, steps: int, seed: int = 0, overrides=()) -> dict:
   seconds = time.perf_counter() - start
   env.close()
   repeat = _repeat(name, config)
-  obs = ", ".join(
-    f"{k}{list(s.shape)}" for k, s in env.observation_spec().items() if not k.startswith("log_")
-  )
+  specs = env.observation_spec().items()
+  obs = ", ".join(f"{k}{list(s.shape)}" for k, s in specs if not k.startswith("log_"))
   return {
     "env": name,
     "steps": steps,
