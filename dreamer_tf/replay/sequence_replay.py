@@ -1,13 +1,13 @@
 """SequenceReplayBuffer: a TF-Agents replay buffer of fixed-length windows of steps.
 
 Stores the step format of docs/CONTRIBUTING.md, one stream per environment of the batch, and
-samples windows of consecutive steps uniformly, as DreamerV3 trains on (Hafner et al. 2023,
-Sec. 3 and Appendix: "uniformly sampled sequences", batch 16 x length 64). Windows may cross
-episode boundaries (``is_first`` marks them); ``is_first`` is forced on the first step of every
+samples windows of consecutive steps uniformly: DreamerV3 trains on batches of 16 sequences of
+64 steps drawn uniformly from a replay of 10^6 steps (Hafner et al. 2023, hyperparameter table).
+Windows may cross episode boundaries (``is_first`` marks them); ``is_first`` is forced on the first step of every
 sampled window so the world model starts from its initial state there.
 
 Images are kept as zlib-compressed blocks of a few frames (see :mod:`dreamer_tf.replay.storage`),
-about 20-70x smaller than raw 64x64x3 Atari frames; memory grows with the data, chunk by chunk.
+15-70x smaller than raw 64x64x3 Atari frames (3x for rendered DMC frames); memory grows with the data, chunk by chunk.
 """
 
 from __future__ import annotations
@@ -73,7 +73,6 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     compress_level: int = 1,
     cache_bytes: int = 64 << 20,
     seed: int | None = None,
-    name: str = "SequenceReplayBuffer",
   ):
     """Creates an empty buffer (no memory is reserved up front).
 
@@ -88,7 +87,6 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
       compress_level: zlib level (1 is fastest; higher levels gain little on frames).
       cache_bytes: Budget of the LRU cache of decoded blocks.
       seed: Seed of the sampling generator.
-      name: Module name.
     """
     super().__init__(data_spec, capacity, stateful_dataset=True)
     # Plain Python state: tf.Module's attribute tracking would wrap dicts in slow proxies.
@@ -185,9 +183,7 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
         try:
           value = np.asarray(get_path(items, path))
         except (KeyError, TypeError):
-          raise UserError(
-            f"replay add_batch: the step has no '{path}'; make it follow the replay data spec"
-          ) from None
+          raise UserError(f"replay add_batch: the step has no '{path}'; make it follow the replay data spec") from None
         expected = (self._num_streams, *spec.shape.as_list())
         if value.shape != expected:
           raise UserError(f"replay add_batch: '{path}' has shape {value.shape}, expected {expected}")
@@ -331,9 +327,7 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     options.deterministic = False
     return ds.with_options(options).prefetch(prefetch)
 
-  def _as_dataset(
-    self, sample_batch_size, num_steps, sequence_preprocess_fn, num_parallel_calls, wait_s=600.0
-  ):
+  def _as_dataset(self, sample_batch_size, num_steps, sequence_preprocess_fn, num_parallel_calls, wait_s=600.0):
     paths = list(self._columns)
     specs = [self._columns[p] for p in paths]
     b, t = sample_batch_size or 1, num_steps or 1

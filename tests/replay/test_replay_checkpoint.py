@@ -19,9 +19,7 @@ from dreamer_tf.replay import SequenceReplayBuffer, checkpoint_exists
 
 
 def make_replay(capacity=3000, spec=None, seed=0, num_streams=2):
-  return SequenceReplayBuffer(
-    spec or make_spec(), num_streams, capacity, chunk_size=32, block_size=8, seed=seed
-  )
+  return SequenceReplayBuffer(spec or make_spec(), num_streams, capacity, chunk_size=32, block_size=8, seed=seed)
 
 
 def assert_same(a, b):

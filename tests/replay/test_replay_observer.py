@@ -77,9 +77,7 @@ def check(replay, expected):
 
 
 def test_observer_matches_time_steps_of_batched_driver():
-  env = batched_py_environment.BatchedPyEnvironment(
-    [make_env(seed) for seed in range(3)], multithreading=False
-  )
+  env = batched_py_environment.BatchedPyEnvironment([make_env(seed) for seed in range(3)], multithreading=False)
   replay, expected = run_driver(env, 3, steps=300)
   check(replay, expected)
   assert replay.stream_length == len(expected["reward"][0]) >= 100

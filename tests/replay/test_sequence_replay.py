@@ -99,9 +99,7 @@ def test_dataset_shapes_dtypes_and_live_data():
 
   @tf.function(input_signature=[dataset.element_spec])
   def consume(batch):
-    return tf.reduce_sum(tf.cast(batch["obs"]["image"], tf.int32)) + tf.cast(
-      tf.size(batch["reward"]), tf.int32
-    )
+    return tf.reduce_sum(tf.cast(batch["obs"]["image"], tf.int32)) + tf.cast(tf.size(batch["reward"]), tf.int32)
 
   assert consume(next(iter(dataset))).numpy() > 0
 
