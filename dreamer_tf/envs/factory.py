@@ -105,7 +105,8 @@ def make_batched_env(name: str, config, num_envs: int, seed: int = 0, parallel: 
       must then start under ``tf_agents.system.system_multiprocessing.handle_main``.
 
   Returns:
-    A PyEnvironment with ``batch_size == num_envs``.
+    A PyEnvironment with ``batch_size == num_envs``: a ``BatchedPyEnvironment`` that steps the
+    copies one after another, or a ``ParallelPyEnvironment`` with ``parallel``.
   """
   if num_envs < 1:
     raise UserError(f"the number of environments must be at least 1, got {num_envs}")
@@ -117,7 +118,9 @@ def make_batched_env(name: str, config, num_envs: int, seed: int = 0, parallel: 
     constructors = [functools.partial(_make_from_dict, name, data, seed + i) for i in range(num_envs)]
     return parallel_py_environment.ParallelPyEnvironment(constructors, start_serially=False)
   envs = [make_env(name, config, seed + i) for i in range(num_envs)]
-  return batched_py_environment.BatchedPyEnvironment(envs, multithreading=num_envs > 1)
+  # Stepped in turn on the calling thread: MuJoCo's EGL contexts belong to the thread that first
+  # renders, so a thread pool breaks their cleanup; use parallel=True for real parallelism.
+  return batched_py_environment.BatchedPyEnvironment(envs, multithreading=False)
 
 
 def has_image_observation(name: str, config) -> bool:

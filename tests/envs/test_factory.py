@@ -73,3 +73,12 @@ def test_parallel_env_in_subprocesses():
     assert step.observation["vector"].dtype == np.float32
   finally:
     env.close()
+
+
+def test_batched_pixels_dmc():
+  env = make_batched_env("dmc_cartpole_swingup", load_config("dmc_cartpole_swingup"), num_envs=2, seed=0)
+  env.reset()
+  step = env.step(np.zeros((2, 1), np.float32))
+  assert step.observation["image"].shape == (2, 64, 64, 3)
+  assert step.observation["image"].std() > 0
+  env.close()
