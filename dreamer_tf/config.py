@@ -145,9 +145,7 @@ class Config(Mapping):
   """
 
   def __init__(self, data: Mapping):
-    object.__setattr__(
-      self, "_data", {k: Config(v) if isinstance(v, Mapping) else v for k, v in data.items()}
-    )
+    object.__setattr__(self, "_data", {k: Config(v) if isinstance(v, Mapping) else v for k, v in data.items()})
 
   def __getattr__(self, name):
     try:
@@ -215,12 +213,15 @@ def parse_override(text: str, defaults: Mapping) -> dict:
       value = yaml.safe_load(raw)
     except yaml.YAMLError:
       value = raw
+    if isinstance(value, str):
+      try:  # YAML 1.1 reads '1e6' as a string; users mean a number.
+        value = float(value)
+      except ValueError:
+        pass
   return _undot({key: value})
 
 
-def load_config(
-  env_name: str | None = None, presets=(), overrides=(), has_image: bool | None = None
-) -> Config:
+def load_config(env_name: str | None = None, presets=(), overrides=(), has_image: bool | None = None) -> Config:
   """Builds and validates the configuration.
 
   Args:
@@ -249,9 +250,7 @@ def load_config(
       _merge(data, _read_yaml(path), f"preset {name}")
       continue
     if name not in valid:
-      raise ConfigError(
-        f"unknown preset '{name}'; did you mean '{_closest(name, valid)}'? Presets: {', '.join(valid)}"
-      )
+      raise ConfigError(f"unknown preset '{name}'; did you mean '{_closest(name, valid)}'? Presets: {', '.join(valid)}")
     _merge(data, _read_yaml(CONFIG_DIR / f"{name}.yaml"), f"preset {name}")
   for text in overrides:
     _merge(data, parse_override(text, data), f"--override={text}")
@@ -328,8 +327,7 @@ def validate(config: Config) -> None:
     value = _get(config, key)
     if value not in choices:
       raise ConfigError(
-        f"{key}={value!r} is not valid; did you mean '{_closest(str(value), choices)}'? "
-        f"Choices: {', '.join(choices)}"
+        f"{key}={value!r} is not valid; did you mean '{_closest(str(value), choices)}'? Choices: {', '.join(choices)}"
       )
   for key in _POSITIVE:
     if _get(config, key) <= 0:
@@ -345,8 +343,7 @@ def validate(config: Config) -> None:
       raise ConfigError(f"{key} must hold positive sizes, got {_get(config, key)!r}")
   if config.replay.capacity < config.replay.batch_length:
     raise ConfigError(
-      f"replay.capacity={config.replay.capacity} must be at least "
-      f"replay.batch_length={config.replay.batch_length}"
+      f"replay.capacity={config.replay.capacity} must be at least replay.batch_length={config.replay.batch_length}"
     )
   size = config.env.atari.size
   if size[0] != size[1] or size[0] & (size[0] - 1):

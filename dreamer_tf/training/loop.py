@@ -243,8 +243,19 @@ class Trainer:
     run = self.config.run
     total = int(steps if steps is not None else run.steps)
     policy = py_tf_eager_policy.PyTFEagerPolicy(self.agent.collect_policy, use_tf_function=True, batch_time_steps=False)
-    driver = py_driver.PyDriver(self.env, policy, observers=[self.observer], max_steps=run.envs)
     tracker = envs_lib.EpisodeTracker(run.envs)
+    finished = []
+    steps = [0]
+
+    def on_transition(transition):
+      # Every env.step() of every environment is an agent step, the reset step after LAST included
+      # (PyDriver's max_steps skips those), and every TimeStep reaches the episode tracker.
+      steps[0] += run.envs
+      finished.extend(tracker.update(transition[2]))
+
+    driver = py_driver.PyDriver(
+      self.env, policy, observers=[self.observer], transition_observers=[on_transition], max_steps=run.envs
+    )
     self.observer.reset()
     time_step = self.env.reset()
     tracker.update(time_step)
@@ -260,13 +271,15 @@ class Trainer:
           _log.warning("Received %s: saving a checkpoint and stopping", signals.signal_name)
           break
         time_step, policy_state = driver.run(time_step, policy_state)
-        self.counters.agent_steps.assign_add(run.envs)
-        fps_steps += run.envs
-        for stats in tracker.update(time_step):
+        self.counters.agent_steps.assign_add(steps[0])
+        fps_steps += steps[0]
+        steps[0] = 0
+        for stats in finished:
           self.counters.episodes.assign_add(1)
           last_return = stats["return"]
           row = {f"episode/{k}": v for k, v in stats.items() if k != "env"}
           self.logger.episode(self.agent_steps, row)
+        finished.clear()
         if int(self.counters.train_start_step.numpy()) < 0 and self._ready_to_train():
           self.counters.train_start_step.assign(self.agent_steps)
           self.counters.train_start_updates.assign(self.updates)
