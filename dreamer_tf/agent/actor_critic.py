@@ -141,10 +141,15 @@ class ActorCritic(keras.Model):
     loss = tf.reduce_mean(loss * sg(traj["weight"][:-1])) * self.config.loss_scales.critic
     return loss, dict(critic_loss=loss, critic_value=tf.reduce_mean(dist.mean()))
 
-  def update_slow_critic(self):
-    """EMA update of the slow critic every ``slow_critic_update`` updates."""
-    self.slow_updates.assign_add(1)
-    if self.slow_updates % self.config.slow_critic_update == 0:
-      mix = self.config.slow_critic_fraction
-      for slow, fast in zip(self.slow_critic.weights, self.critic.weights):
-        slow.assign((1.0 - mix) * slow + mix * fast)
+  def update_slow_critic(self, applied=True):
+    """EMA update of the slow critic every ``slow_critic_update`` applied updates.
+
+    ``slow = (1 - 0.02) slow + 0.02 critic``; nothing moves when ``applied`` is
+    false (a skipped, non-finite update).
+    """
+    applied = tf.cast(applied, tf.int64)
+    self.slow_updates.assign_add(applied)
+    due = tf.logical_and(tf.cast(applied, tf.bool), self.slow_updates % self.config.slow_critic_update == 0)
+    mix = self.config.slow_critic_fraction * tf.cast(due, tf.float32)
+    for slow, fast in zip(self.slow_critic.weights, self.critic.weights):
+      slow.assign((1.0 - mix) * slow + mix * fast)

@@ -128,8 +128,18 @@ class DreamerAgent(tf_agent.TFAgent):
       scaled = opt.get_scaled_loss(scaled)
     return scaled
 
-  def _apply(self, index, tape, scaled_loss, variables):
-    """Computes, cross-replica sums, clips and applies one optimizer's gradients."""
+  def _apply(self, index, tape, scaled_loss, variables, allowed=True):
+    """Computes, cross-replica sums, clips and applies one optimizer's gradients.
+
+    The update is skipped (variables and optimizer state untouched) when the
+    summed gradient is not finite or ``allowed`` is false. Under
+    ``mixed_float16`` the LossScaleOptimizer makes that decision itself and
+    lowers its loss scale.
+
+    Returns:
+      ``(global_norm, applied)``: the gradient norm before clipping and whether
+      the update was applied.
+    """
     opt = self.optimizers[index]
     ctx = tf.distribute.get_replica_context()
     replicas = ctx.num_replicas_in_sync if ctx is not None else 1
@@ -140,9 +150,20 @@ class DreamerAgent(tf_agent.TFAgent):
       grads = opt.get_unscaled_gradients(grads)
     if replicas > 1:
       grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    grads, norm = tf.clip_by_global_norm(grads, self._clip[index])
-    opt.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
-    return norm
+    norm = tf.linalg.global_norm(grads)
+    if loss_scale:
+      grads, _ = tf.clip_by_global_norm(grads, self._clip[index], use_norm=norm)
+      opt.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
+      return norm, tf.constant(True)
+    finite = tf.logical_and(tf.math.is_finite(norm), allowed)
+
+    def apply():
+      clipped, _ = tf.clip_by_global_norm(grads, self._clip[index], use_norm=norm)
+      opt.apply_gradients(zip(clipped, variables), skip_gradients_aggregation=True)
+      return tf.constant(True)
+
+    applied = tf.cond(finite, apply, lambda: tf.constant(False))
+    return norm, applied
 
   def _train(self, experience, weights=None):
     del weights
@@ -155,7 +176,7 @@ class DreamerAgent(tf_agent.TFAgent):
       tape.watch(model_vars)
       model_loss, post, metrics = wm.loss(data, seeds[:, 0])
       scaled = self._scale_loss(0, model_loss)
-    metrics["model_grad_norm"] = self._apply(0, tape, scaled, model_vars)
+    metrics["model_grad_norm"], model_ok = self._apply(0, tape, scaled, model_vars)
 
     flatten = lambda x: tf.reshape(tf.stop_gradient(x), tf.concat([[-1], tf.shape(x)[2:]], 0))
     start = {k: flatten(v) for k, v in post.items()}
@@ -166,7 +187,7 @@ class DreamerAgent(tf_agent.TFAgent):
       actor_loss, ret, actor_metrics = ac.actor_loss(traj)
       scaled = self._scale_loss(1, actor_loss)
     metrics.update(actor_metrics)
-    metrics["actor_grad_norm"] = self._apply(1, tape, scaled, actor_vars)
+    metrics["actor_grad_norm"], actor_ok = self._apply(1, tape, scaled, actor_vars, model_ok)
 
     traj = tf.nest.map_structure(tf.stop_gradient, traj)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -174,9 +195,12 @@ class DreamerAgent(tf_agent.TFAgent):
       critic_loss, critic_metrics = ac.critic_loss(traj, ret)
       scaled = self._scale_loss(2, critic_loss)
     metrics.update(critic_metrics)
-    metrics["critic_grad_norm"] = self._apply(2, tape, scaled, critic_vars)
-    ac.update_slow_critic()
-    self.train_step_counter.assign_add(1)
+    metrics["critic_grad_norm"], critic_ok = self._apply(2, tape, scaled, critic_vars, model_ok)
+    # A non-finite loss or gradient skips the update (the slow critic and counter included).
+    applied = tf.reduce_all(tf.stack([model_ok, actor_ok, critic_ok]))
+    metrics["nonfinite"] = 1.0 - tf.cast(applied, tf.float32)
+    ac.update_slow_critic(applied)
+    self.train_step_counter.assign_add(tf.cast(applied, self.train_step_counter.dtype))
     if isinstance(self.optimizers.model, keras.mixed_precision.LossScaleOptimizer):
       metrics["loss_scale"] = tf.cast(self.optimizers.model.dynamic_scale, tf.float32)
     metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}

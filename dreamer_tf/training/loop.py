@@ -41,6 +41,10 @@ _log = logging.getLogger(__name__)
 _RESUME_MUST_MATCH = ("model", "env", "replay.batch_size", "replay.batch_length")
 
 
+class NonFiniteError(UserError):
+  """Too many consecutive updates had non-finite losses or gradients."""
+
+
 class Counters(tf.Module):
   """Checkpointed progress counters."""
 
@@ -166,6 +170,8 @@ class Trainer:
     self._train_fn = tf.function(self.agent.train, jit_compile=run.jit_compile)
     self._report_fn = tf.function(self._report)
     self._dataset = None
+    self._nonfinite_streak = 0
+    self._nonfinite_total = 0
     self._last_batch = None
     self._metrics = []
     self.restored_from = None
@@ -224,6 +230,19 @@ class Trainer:
     info = self._train_fn(batch)
     self._metrics.append(info.extra)
     self._last_batch = batch
+    if float(info.extra["nonfinite"]) > 0:
+      self._nonfinite_streak += 1
+      self._nonfinite_total += 1
+      _log.warning("Skipped an update with a non-finite loss or gradient (%d in a row)", self._nonfinite_streak)
+      if self._nonfinite_streak > self.config.run.max_nonfinite_skips:
+        raise NonFiniteError(
+          f"training stopped: {self._nonfinite_streak} consecutive updates had non-finite losses or gradients "
+          f"(run.max_nonfinite_skips={self.config.run.max_nonfinite_skips}); the last checkpoint in "
+          f"{self.logdir / 'checkpoints'} is untouched; lower the learning rates or check the environment's "
+          "rewards and observations"
+        )
+    else:
+      self._nonfinite_streak = 0
     return info
 
   def _report(self, batch):
@@ -309,7 +328,7 @@ class Trainer:
           self.save()
           last_ckpt = time.time()
     finally:
-      progress.close()
+      progress.close()  # An exception (e.g. NonFiniteError) skips the final save below.
     self._write_logs(fps_steps / max(1e-6, time.time() - fps_time), train_updates, train_time)
     self.save()
     self.logger.flush()
@@ -329,6 +348,7 @@ class Trainer:
         else 0.0,
         "replay/size": self.replay.size,
         "train/updates": self.updates,
+        "train/nonfinite_skips": self._nonfinite_total,
         "train/achieved_ratio": self.achieved_ratio() if self.counters.train_start_step.numpy() >= 0 else 0.0,
         "episodes": int(self.counters.episodes.numpy()),
       }
