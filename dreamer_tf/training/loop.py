@@ -32,6 +32,7 @@ from dreamer_tf.config import Config, save_config
 from dreamer_tf.errors import UserError
 from dreamer_tf.replay import DreamerStepObserver, SequenceReplayBuffer, step_spec
 from dreamer_tf.training import checkpointer as checkpointer_lib
+from dreamer_tf.training.episode_video import EpisodeVideoRecorder
 from dreamer_tf.training.logger import Logger
 from dreamer_tf.training.progress import ProgressBar
 
@@ -263,14 +264,18 @@ class Trainer:
     total = int(steps if steps is not None else run.steps)
     policy = py_tf_eager_policy.PyTFEagerPolicy(self.agent.collect_policy, use_tf_function=True, batch_time_steps=False)
     tracker = envs_lib.EpisodeTracker(run.envs)
+    recorder = EpisodeVideoRecorder()
     finished = []
-    steps = [0]
+    collected = [0]
 
     def on_transition(transition):
       # Every env.step() of every environment is an agent step, the reset step after LAST included
       # (PyDriver's max_steps skips those), and every TimeStep reaches the episode tracker.
-      steps[0] += run.envs
+      collected[0] += run.envs
       finished.extend(tracker.update(transition[2]))
+      frames = recorder.add(transition[2])
+      if frames is not None:
+        self.logger.video("episode/video", frames)
 
     driver = py_driver.PyDriver(
       self.env, policy, observers=[self.observer], transition_observers=[on_transition], max_steps=run.envs
@@ -290,9 +295,9 @@ class Trainer:
           _log.warning("Received %s: saving a checkpoint and stopping", signals.signal_name)
           break
         time_step, policy_state = driver.run(time_step, policy_state)
-        self.counters.agent_steps.assign_add(steps[0])
-        fps_steps += steps[0]
-        steps[0] = 0
+        self.counters.agent_steps.assign_add(collected[0])
+        fps_steps += collected[0]
+        collected[0] = 0
         for stats in finished:
           self.counters.episodes.assign_add(1)
           last_return = stats["return"]
@@ -317,6 +322,7 @@ class Trainer:
           last_log = now
         if run.video_every and self.agent_steps - last_video >= run.video_every and self._last_batch is not None:
           self._write_videos()
+          recorder.arm()
           last_video = self.agent_steps
         if run.eval_every and self.agent_steps - last_eval >= run.eval_every:
           self.evaluate(run.eval_episodes)
