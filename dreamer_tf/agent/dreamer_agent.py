@@ -151,19 +151,34 @@ class DreamerAgent(tf_agent.TFAgent):
     if replicas > 1:
       grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     norm = tf.linalg.global_norm(grads)
+    clipped, _ = tf.clip_by_global_norm(grads, self._clip[index], use_norm=norm)
     if loss_scale:
-      grads, _ = tf.clip_by_global_norm(grads, self._clip[index], use_norm=norm)
-      opt.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
+      opt.apply_gradients(zip(clipped, variables), skip_gradients_aggregation=True)
       return norm, tf.constant(True)
     finite = tf.logical_and(tf.math.is_finite(norm), allowed)
 
-    def apply():
-      clipped, _ = tf.clip_by_global_norm(grads, self._clip[index], use_norm=norm)
-      opt.apply_gradients(zip(clipped, variables), skip_gradients_aggregation=True)
+    def apply(grads):
+      opt.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
       return tf.constant(True)
 
-    applied = tf.cond(finite, apply, lambda: tf.constant(False))
-    return norm, applied
+    def skip():
+      return tf.constant(False)
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+      return norm, tf.cond(finite, lambda: apply(clipped), skip)
+
+    # Under MirroredStrategy / MultiWorkerMirroredStrategy apply_gradients synchronises the
+    # replicas (merge_call), which TensorFlow forbids inside a tf.cond in a replica context:
+    # branch in the cross-replica context instead, as Keras' LossScaleOptimizer does. Every
+    # replica holds the same summed gradients, so they agree on ``finite``.
+    def cross_replica(strategy, finite, grads):
+      def apply_all():
+        strategy.extended.call_for_each_replica(apply, args=(grads,))
+        return tf.constant(True)
+
+      return tf.cond(strategy.experimental_local_results(finite)[0], apply_all, skip)
+
+    return norm, ctx.merge_call(cross_replica, args=(finite, clipped))
 
   def _train(self, experience, weights=None):
     del weights

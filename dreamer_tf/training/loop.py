@@ -151,6 +151,7 @@ class Trainer:
     self.logdir = prepare_logdir(logdir, config, env_name)
     run = config.run
     set_precision(run.precision)
+    tf.keras.utils.set_random_seed(run.seed)  # Python, NumPy and TensorFlow (weight initialisation).
     self.batch_size = config.replay.batch_size
     self.batch_length = config.replay.batch_length
     self.env = envs_lib.make_batched_env(env_name, config, run.envs, run.seed, run.parallel_envs)

@@ -4,6 +4,8 @@ import math
 
 import tensorflow as tf
 
+from dreamer_tf.agent.networks.norm_dense import kernel_initializer
+
 keras = tf.keras
 
 
@@ -30,16 +32,19 @@ class ImageDecoder(keras.layers.Layer):
     self.minres = minres
     self.norm_eps = norm_eps
     self.stages = int(math.log2(self.shape[1]) - math.log2(minres))
-    init = keras.initializers.VarianceScaling(1.0, "fan_avg", "truncated_normal")
     self.start_depth = depth * 2 ** (self.stages - 1)
-    self.project = keras.layers.Dense(minres * minres * self.start_depth, kernel_initializer=init, name="in")
+    self.project = keras.layers.Dense(
+      minres * minres * self.start_depth, kernel_initializer=kernel_initializer(), name="in"
+    )
     self.convs, self.norms = [], []
     channels = self.start_depth
     for i in range(self.stages):
       last = i == self.stages - 1
       channels = self.shape[-1] if last else channels // 2
       self.convs.append(
-        keras.layers.Conv2DTranspose(channels, 4, 2, "same", use_bias=last, kernel_initializer=init, name=f"conv{i}")
+        keras.layers.Conv2DTranspose(
+          channels, 4, 2, "same", use_bias=last, kernel_initializer=kernel_initializer(), name=f"conv{i}"
+        )
       )
       self.norms.append(None if last else keras.layers.LayerNormalization(epsilon=norm_eps, name=f"norm{i}"))
 

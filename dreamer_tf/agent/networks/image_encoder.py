@@ -4,6 +4,8 @@ import math
 
 import tensorflow as tf
 
+from dreamer_tf.agent.networks.norm_dense import kernel_initializer
+
 keras = tf.keras
 
 
@@ -33,11 +35,10 @@ class ImageEncoder(keras.layers.Layer):
     stages = int(math.log2(input_shape[-2]) - math.log2(self.minres))
     if stages < 1:
       raise ValueError(f"image of width {input_shape[-2]} is too small for minres {self.minres}")
-    init = keras.initializers.VarianceScaling(1.0, "fan_avg", "truncated_normal")
     shape = tuple(input_shape)
     for i in range(stages):
       conv = keras.layers.Conv2D(
-        self.depth * 2**i, 4, 2, "same", use_bias=False, kernel_initializer=init, name=f"conv{i}"
+        self.depth * 2**i, 4, 2, "same", use_bias=False, kernel_initializer=kernel_initializer(), name=f"conv{i}"
       )
       conv.build(shape)
       shape = (shape[0], (shape[1] + 1) // 2, (shape[2] + 1) // 2, self.depth * 2**i)

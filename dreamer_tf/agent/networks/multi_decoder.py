@@ -6,6 +6,7 @@ from dreamer_tf.agent import distributions
 from dreamer_tf.agent.networks.image_decoder import ImageDecoder
 from dreamer_tf.agent.networks.mlp import MLP
 from dreamer_tf.agent.networks.multi_encoder import select_keys
+from dreamer_tf.agent.networks.norm_dense import kernel_initializer
 
 keras = tf.keras
 
@@ -39,9 +40,10 @@ class MultiDecoder(keras.layers.Layer):
       channels = sum(self.shapes[k][-1] for k in self.cnn_keys)
       self.cnn = ImageDecoder((h, w, channels), cnn_depth, minres, norm_eps, name="cnn")
     self.mlp = MLP(layers, units, norm_eps, name="mlp") if self.mlp_keys else None
-    init = keras.initializers.VarianceScaling(1.0, "fan_avg", "truncated_normal")
     self.vector_out = {
-      k: keras.layers.Dense(max(1, int(tf.reduce_prod(self.shapes[k]))), kernel_initializer=init, name=f"out_{k}")
+      k: keras.layers.Dense(
+        max(1, int(tf.reduce_prod(self.shapes[k]))), kernel_initializer=kernel_initializer(), name=f"out_{k}"
+      )
       for k in self.mlp_keys
     }
 

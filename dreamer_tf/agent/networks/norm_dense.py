@@ -5,6 +5,17 @@ import tensorflow as tf
 keras = tf.keras
 
 
+def kernel_initializer(scale: float = 1.0, distribution: str = "truncated_normal"):
+  """A new variance-scaling initializer (``scale / fan_avg``), zeros for ``scale=0``.
+
+  Each layer needs its own instance: Keras gives an unseeded initializer one
+  random stream, so a shared instance would start several layers alike.
+  """
+  if scale == 0.0:
+    return keras.initializers.Zeros()
+  return keras.initializers.VarianceScaling(scale, "fan_avg", distribution)
+
+
 class NormDense(keras.layers.Layer):
   """``act(LayerNorm(x @ W))``, or ``act(x @ W + b)`` without normalisation.
 
@@ -28,12 +39,9 @@ class NormDense(keras.layers.Layer):
     self.norm = norm
     self.norm_eps = norm_eps
     self.scale = scale
-    init = (
-      keras.initializers.Zeros()
-      if scale == 0.0
-      else keras.initializers.VarianceScaling(scale, "fan_avg", "truncated_normal")
+    self.dense = keras.layers.Dense(
+      units, use_bias=not norm, kernel_initializer=kernel_initializer(scale), name="dense"
     )
-    self.dense = keras.layers.Dense(units, use_bias=not norm, kernel_initializer=init, name="dense")
     self.layer_norm = keras.layers.LayerNormalization(epsilon=norm_eps, name="norm") if norm else None
     self.act = keras.activations.get(activation)
 

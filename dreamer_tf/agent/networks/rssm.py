@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from dreamer_tf.agent import distributions
-from dreamer_tf.agent.networks.norm_dense import NormDense
+from dreamer_tf.agent.networks.norm_dense import NormDense, kernel_initializer
 
 keras = tf.keras
 
@@ -55,10 +55,13 @@ class RSSM(keras.layers.Layer):
     self.img_in = NormDense(units, "silu", True, norm_eps, name="img_in")
     self.gru = NormDense(3 * deter, None, True, norm_eps, name="gru")
     self.img_out = NormDense(units, "silu", True, norm_eps, name="img_out")
-    glorot_uniform = keras.initializers.VarianceScaling(1.0, "fan_avg", "uniform")
-    self.img_stats = keras.layers.Dense(stoch * classes, kernel_initializer=glorot_uniform, name="img_stats")
+    self.img_stats = keras.layers.Dense(
+      stoch * classes, kernel_initializer=kernel_initializer(1.0, "uniform"), name="img_stats"
+    )
     self.obs_out = NormDense(units, "silu", True, norm_eps, name="obs_out")
-    self.obs_stats = keras.layers.Dense(stoch * classes, kernel_initializer=glorot_uniform, name="obs_stats")
+    self.obs_stats = keras.layers.Dense(
+      stoch * classes, kernel_initializer=kernel_initializer(1.0, "uniform"), name="obs_stats"
+    )
 
   def build_for(self, embed_size: int, action_size: int):
     """Creates all variables for the given embedding and action sizes."""
