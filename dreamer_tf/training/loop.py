@@ -383,8 +383,9 @@ class Trainer:
     """Exports the greedy policy as a SavedModel under ``saved_models/<env>``."""
     from dreamer_tf import export
 
+    name = self.env_name.replace("/", "_")
     return export.export_policy(
-      self.agent, self.config, self.env_name, self.logdir / "saved_models" / self.env_name, train_step=self.updates
+      self.agent, self.config, self.env_name, self.logdir / "saved_models" / name, train_step=self.updates, keep=5
     )
 
   def close(self):

@@ -61,6 +61,25 @@ class NormDense(keras.layers.Layer):
     x = self.act(x)
     return tf.reshape(x, tf.concat([batch_shape, [self.units]], 0))
 
+  def project(self, x, start=0, stop=None):
+    """``x @ W[start:stop]``: part of the matmul, for inputs that are concatenations.
+
+    With :meth:`finish`, ``finish(project(a, 0, n) + project(b, n))`` equals
+    ``self(concat([a, b]))``, so a caller can compute the part of a large input
+    that does not change inside a loop once, outside the loop.
+    """
+    kernel = tf.cast(self.dense.kernel[start:stop], self.compute_dtype)
+    return tf.matmul(tf.cast(x, self.compute_dtype), kernel)
+
+  def finish(self, pre_activation):
+    """Bias or LayerNorm, then the activation, of a summed :meth:`project` result."""
+    x = pre_activation
+    if self.layer_norm is not None:
+      x = self.layer_norm(x)
+    else:
+      x = tf.nn.bias_add(x, tf.cast(self.dense.bias, self.compute_dtype))
+    return self.act(x)
+
   def get_config(self):
     config = super().get_config()
     config.update(

@@ -145,10 +145,17 @@ class RSSM(keras.layers.Layer):
 
   def obs_step(self, prev_state, prev_action, embed, is_first, seed):
     """One filtering step: returns ``(posterior, prior)`` states."""
+    return self._obs_step(prev_state, prev_action, self.embed_projection(embed), is_first, seed)
+
+  def embed_projection(self, embed):
+    """The embedding's share of the posterior layer's matmul (computed once per sequence)."""
+    return self.obs_out.project(embed, self.deter)
+
+  def _obs_step(self, prev_state, prev_action, embed_proj, is_first, seed):
     prev_state, prev_action = self._reset(prev_state, tf.cast(prev_action, tf.float32), is_first)
     seed_prior, seed_post = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     prior = self.img_step(prev_state, prev_action, seed_prior)
-    x = self.obs_out(tf.concat([prior["deter"], tf.cast(embed, self.compute_dtype)], -1))
+    x = self.obs_out.finish(self.obs_out.project(prior["deter"], 0, self.deter) + embed_proj)
     dist = self._stats(self.obs_stats, x)
     stoch = tf.cast(dist.sample(seed_post), self.compute_dtype)
     post = dict(deter=prior["deter"], stoch=stoch, logits=dist.logits)
@@ -156,6 +163,9 @@ class RSSM(keras.layers.Layer):
 
   def observe(self, embed_BT, prev_action_BT, is_first_BT, seed, state=None):
     """Filters a batch of sequences with ``tf.scan`` over time.
+
+    The embedding's part of the posterior layer is one matmul over all ``B x T``
+    steps before the loop; the loop computes only what depends on the state.
 
     Args:
       embed_BT: Encoder outputs ``[B, T, E]``.
@@ -173,12 +183,16 @@ class RSSM(keras.layers.Layer):
       state = self.initial(batch)
     seeds = tf.random.experimental.stateless_split(seed, length)
     swap = lambda x: tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
-    inputs = (swap(embed_BT), swap(prev_action_BT), swap(is_first_BT), seeds)
+    embed_TB = swap(embed_BT)
+    proj_TB = tf.reshape(
+      self.embed_projection(tf.reshape(embed_TB, [-1, embed_TB.shape[-1]])), [length, batch, self.units]
+    )
+    inputs = (proj_TB, swap(prev_action_BT), swap(is_first_BT), seeds)
 
     def step(carry, inp):
       post, _ = carry
-      embed, action, first, step_seed = inp
-      return self.obs_step(post, action, embed, first, step_seed)
+      proj, action, first, step_seed = inp
+      return self._obs_step(post, action, proj, first, step_seed)
 
     empty = {k: tf.zeros_like(v) for k, v in state.items()}
     post, prior = tf.scan(step, inputs, initializer=(state, empty))
