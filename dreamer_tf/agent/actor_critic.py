@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from dreamer_tf.agent import networks, ops
+from dreamer_tf.agent import distributions, networks, ops
 from dreamer_tf.agent.return_normalizer import ReturnNormalizer
 
 keras = tf.keras
@@ -58,6 +58,7 @@ class ActorCritic(keras.Model):
     self.slow_critic.build(feat)
     for slow, fast in zip(self.slow_critic.weights, self.critic.weights):
       slow.assign(fast)
+    self.critic_bins = ops.symlog_bins(c.bins)
     self.retnorm = ReturnNormalizer(c.retnorm.decay, c.retnorm.max, c.retnorm.perclo, c.retnorm.perchi)
     self.slow_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="slow_updates")
 
@@ -91,21 +92,33 @@ class ActorCritic(keras.Model):
     traj["reward"] = world_model.reward_head(feat).mean()
     return traj
 
-  def actor_loss(self, traj):
+  def lambda_returns(self, traj, value):
+    """Lambda returns ``R_0 .. R_{H-1}`` (Eq. 7) of a trajectory given its values ``[H + 1, N]``."""
+    return ops.lambda_return(
+      traj["reward"][1:], value[1:], traj["cont"][1:], value[-1], self.config.return_lambda, self.discount
+    )
+
+  def actor_loss(self, traj, value=None, ret=None):
     """Actor loss, Eq. 11-13: normalised advantages with an entropy bonus.
 
     Discrete actions use REINFORCE (``-log pi(a) sg(A)``), continuous ones
     backpropagate the return through the dynamics (``-A``); both subtract
     ``actent * H[pi]`` and are weighted by the predicted continuation.
 
+    Args:
+      traj: The imagined trajectory from :meth:`imagine`.
+      value: Critic values ``[H + 1, N]``; computed here (differentiably, as
+        dynamics backpropagation needs) when omitted.
+      ret: The lambda returns of ``value``; computed when omitted.
+
     Returns:
       ``(loss, returns_HN, metrics)``.
     """
     sg = tf.stop_gradient
-    value = self.critic(traj["feat"]).mean()
-    ret = ops.lambda_return(
-      traj["reward"][1:], value[1:], traj["cont"][1:], value[-1], self.config.return_lambda, self.discount
-    )
+    if value is None:
+      value = self.critic(traj["feat"]).mean()
+    if ret is None:
+      ret = self.lambda_returns(traj, value)
     _, scale = self.retnorm.update(sg(ret))
     adv = (ret - value[:-1]) / scale
     dist = self.actor(sg(traj["feat"][:-1]))
@@ -130,12 +143,22 @@ class ActorCritic(keras.Model):
     )
     return loss, ret, metrics
 
-  def critic_loss(self, traj, ret):
+  def critic_loss(self, traj, ret, critic_logits=None):
     """Critic loss, Eq. 10: twohot regression of the lambda returns plus the
-    slow-critic regulariser, weighted by the predicted continuation."""
+    slow-critic regulariser, weighted by the predicted continuation.
+
+    Args:
+      traj: The imagined trajectory.
+      ret: Lambda returns ``[H, N]`` (targets, no gradient).
+      critic_logits: The critic's logits on ``traj["feat"]`` (``[H + 1, N, bins]``)
+        when the caller already computed them under the critic's tape.
+    """
     sg = tf.stop_gradient
     feat = sg(traj["feat"][:-1])
-    dist = self.critic(feat)
+    if critic_logits is None:
+      dist = self.critic(feat)
+    else:
+      dist = distributions.TwoHotSymlog(critic_logits[:-1], self.critic_bins)
     slow_target = sg(self.slow_critic(feat).mean())
     loss = -dist.log_prob(sg(ret)) - self.config.loss_scales.slowreg * dist.log_prob(slow_target)
     loss = tf.reduce_mean(loss * sg(traj["weight"][:-1])) * self.config.loss_scales.critic

@@ -196,21 +196,39 @@ class DreamerAgent(tf_agent.TFAgent):
     flatten = lambda x: tf.reshape(tf.stop_gradient(x), tf.concat([[-1], tf.shape(x)[2:]], 0))
     start = {k: flatten(v) for k, v in post.items()}
     start_cont = flatten(1.0 - tf.cast(data["is_terminal"], tf.float32))
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-      tape.watch(actor_vars)
+    if ac.grad == "reinforce":
+      # No gradient flows through imagination: imagine once, run the critic once under
+      # its own tape and reuse its (stopped) values for the actor's returns.
       traj = ac.imagine(wm, start, start_cont, seeds[:, 1])
-      actor_loss, ret, actor_metrics = ac.actor_loss(traj)
-      scaled = self._scale_loss(1, actor_loss)
+      with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(critic_vars)
+        critic_dist = ac.critic(tf.stop_gradient(traj["feat"]))
+        value = tf.stop_gradient(critic_dist.mean())
+        ret = ac.lambda_returns(traj, value)
+        critic_loss, critic_metrics = ac.critic_loss(traj, ret, critic_dist.logits)
+        critic_scaled = self._scale_loss(2, critic_loss)
+      critic_tape = tape
+      with tf.GradientTape(watch_accessed_variables=False) as actor_tape:
+        actor_tape.watch(actor_vars)
+        actor_loss, ret, actor_metrics = ac.actor_loss(traj, value, ret)
+        actor_scaled = self._scale_loss(1, actor_loss)
+    else:
+      # Dynamics backpropagation: the return's gradient flows through imagination.
+      with tf.GradientTape(watch_accessed_variables=False) as actor_tape:
+        actor_tape.watch(actor_vars)
+        traj = ac.imagine(wm, start, start_cont, seeds[:, 1])
+        actor_loss, ret, actor_metrics = ac.actor_loss(traj)
+        actor_scaled = self._scale_loss(1, actor_loss)
+      traj = tf.nest.map_structure(tf.stop_gradient, traj)
+      ret = tf.stop_gradient(ret)
+      with tf.GradientTape(watch_accessed_variables=False) as critic_tape:
+        critic_tape.watch(critic_vars)
+        critic_loss, critic_metrics = ac.critic_loss(traj, ret)
+        critic_scaled = self._scale_loss(2, critic_loss)
     metrics.update(actor_metrics)
-    metrics["actor_grad_norm"], actor_ok = self._apply(1, tape, scaled, actor_vars, model_ok)
-
-    traj = tf.nest.map_structure(tf.stop_gradient, traj)
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-      tape.watch(critic_vars)
-      critic_loss, critic_metrics = ac.critic_loss(traj, ret)
-      scaled = self._scale_loss(2, critic_loss)
     metrics.update(critic_metrics)
-    metrics["critic_grad_norm"], critic_ok = self._apply(2, tape, scaled, critic_vars, model_ok)
+    metrics["actor_grad_norm"], actor_ok = self._apply(1, actor_tape, actor_scaled, actor_vars, model_ok)
+    metrics["critic_grad_norm"], critic_ok = self._apply(2, critic_tape, critic_scaled, critic_vars, model_ok)
     # A non-finite loss or gradient skips the update (the slow critic and counter included).
     applied = tf.reduce_all(tf.stack([model_ok, actor_ok, critic_ok]))
     metrics["nonfinite"] = 1.0 - tf.cast(applied, tf.float32)
