@@ -9,6 +9,7 @@ from tf_agents.trajectories import time_step as ts
 from dreamer_tf.agent.actor_critic import ActorCritic
 from dreamer_tf.agent.dreamer_policy import DreamerPolicy, action_size_of
 from dreamer_tf.agent.world_model import WorldModel
+from dreamer_tf.replay.spec import step_spec
 
 keras = tf.keras
 
@@ -21,19 +22,6 @@ def make_optimizer(opt_config, mixed_float16: bool):
   if mixed_float16:
     opt = keras.mixed_precision.LossScaleOptimizer(opt)
   return opt
-
-
-def step_data_spec(observation_spec, action_spec):
-  """The spec of one replay step (docs/CONTRIBUTING.md, "The step format")."""
-  obs = {k: tf.TensorSpec(s.shape, s.dtype, k) for k, s in observation_spec.items() if not k.startswith("log_")}
-  return {
-    "obs": obs,
-    "action": tf.TensorSpec(action_spec.shape, action_spec.dtype, "action"),
-    "reward": tf.TensorSpec([], tf.float32, "reward"),
-    "is_first": tf.TensorSpec([], tf.bool, "is_first"),
-    "is_last": tf.TensorSpec([], tf.bool, "is_last"),
-    "is_terminal": tf.TensorSpec([], tf.bool, "is_terminal"),
-  }
 
 
 class DreamerAgent(tf_agent.TFAgent):
@@ -91,7 +79,7 @@ class DreamerAgent(tf_agent.TFAgent):
       policy,
       collect_policy,
       train_sequence_length=config.replay.batch_length,
-      training_data_spec=step_data_spec(observation_spec, action_spec),
+      training_data_spec=step_spec(observation_spec, action_spec),
       train_step_counter=train_step_counter,
     )
 
