@@ -284,6 +284,20 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
     strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None).numpy()
 
 
+def any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+  """Whether ``flag`` is true on any worker (outside multi-worker training: ``flag`` itself).
+
+  Multi-worker training must take the same collective steps on every worker, so decisions that
+  depend on local state (the wall clock of a checkpoint interval, a SIGTERM received by one host)
+  are agreed on with this all-reduce before acting on them.
+  """
+  if not _multi_worker(strategy):
+    return bool(flag)
+  value = tf.constant(1.0 if flag else 0.0)
+  flags = strategy.run(lambda: tf.identity(value))
+  return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None).numpy() > 0)
+
+
 class DistributedCheckpointer:
   """Checkpoints that multi-worker training writes once, from the chief.
 

@@ -184,6 +184,7 @@ def test_two_workers_train_identically_checkpoint_once_and_resume(tmp_path):
     assert proc.returncode == 0, f"worker failed:\n{out[-2000:]}\n{err[-4000:]}"
   chief, other = (_result(out, err, "worker") for out, err in outputs)
   assert chief["chief"] and not other["chief"]
+  assert chief["agreed"] == other["agreed"] == [True, False]  # A flag raised on worker 1 reaches both.
   assert chief["replicas"] == other["replicas"] == 2
   # Different data on each worker, identical weights at every point: the gradients are all-reduced.
   assert chief["digests"] == other["digests"]

@@ -43,8 +43,10 @@ def main(checkpoint_dir):
   step_after_restore = int(agent.train_step_counter.numpy())
   train_fn(next(batches))
   digests["resumed"] = h.digest(agent)
+  agreed = [distribute.any_worker(strategy, index == 1), distribute.any_worker(strategy, False)]
   h.emit(
     {
+      "agreed": agreed,
       "task": [task_type, index, workers],
       "chief": distribute.is_chief(strategy),
       "replicas": strategy.num_replicas_in_sync,
