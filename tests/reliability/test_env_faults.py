@@ -205,8 +205,8 @@ def test_user_errors_pass_through_without_rebuild(config):
   assert len(faults.built) == 1 and env.failures == 0
 
 
-def test_broken_episode_in_driver_replay_and_tracker(config):
-  """Two copies, one crashes mid-episode: only its episode ends; replay stores a truncation."""
+def run_with_fault(config, fault_at=4, iterations=3 * CATCH_LENGTH):
+  """Two copies under a PyDriver with replay; copy 1 crashes at iteration ``fault_at``."""
   faults = [Faults(), Faults()]
   copies = [FaultTolerantEnv(factory_for(config, f, seed=i), ENV) for i, f in enumerate(faults)]
   env = batched_py_environment.BatchedPyEnvironment(copies, multithreading=False)
@@ -218,21 +218,33 @@ def test_broken_episode_in_driver_replay_and_tracker(config):
   time_step = env.reset()
   tracker.update(time_step)
   finished = []
-  for t in range(3 * CATCH_LENGTH):
-    if t == 4:
+  for t in range(iterations):
+    if t == fault_at:
       faults[1].step = 1
     time_step, _ = driver.run(time_step)
     finished += tracker.update(time_step)
+  return replay, seen, tracker, finished
+
+
+def test_broken_episode_in_driver_and_replay(config):
+  """Two copies, one crashes mid-episode: only its episode ends, as a truncation, then goes on."""
+  replay, seen, _, _ = run_with_fault(config)
   assert replay.size == 2 * len(seen)
-  fault_rows = [(t, s) for t, s in enumerate(seen) if s.observation[FAULT_KEY][1] == 1.0]
-  assert len(fault_rows) == 1
-  _, fault = fault_rows[0]
+  fault_rows = [s for s in seen if s.observation[FAULT_KEY][1] == 1.0]
+  assert len(fault_rows) == 1 and not any(s.observation[FAULT_KEY][0] for s in seen)
+  fault = fault_rows[0]
   assert fault.step_type[1] == ts.StepType.LAST and fault.step_type[0] == ts.StepType.MID
-  # The tracker sees the mark on the broken episode (and only there): it can leave it out.
-  broken = [s for s in finished if s.get(FAULT_KEY) == 1.0]
-  assert len(broken) == 1 and broken[0]["env"] == 1.0 and broken[0]["length"] == 5
-  assert all(s[FAULT_KEY] == 0.0 for s in finished if s is not broken[0])
-  assert any(s["env"] == 1.0 and s[FAULT_KEY] == 0.0 for s in finished)  # It went on after the rebuild.
+  assert float(fault.discount[1]) == 1.0  # Not a termination: the world model learns no false ending.
+  index = next(i for i, s in enumerate(seen) if s is fault)
+  assert seen[index + 1].step_type[1] == ts.StepType.FIRST
+
+
+@pytest.mark.xfail(strict=False, reason="issue 9: EpisodeTracker skips broken episodes (tracker patch in the report)")
+def test_tracker_leaves_broken_episodes_out(config):
+  _, _, tracker, finished = run_with_fault(config)
+  assert finished and all(s.get(FAULT_KEY, 0.0) == 0.0 for s in finished)
+  assert any(s["env"] == 1.0 for s in finished)  # Copy 1 went on after the rebuild.
+  assert tracker.env_faults == 1
 
 
 def test_check_finite_rejects_nan_observation_naming_env_and_key(config):
