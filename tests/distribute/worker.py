@@ -17,6 +17,7 @@ strategy = distribute.make_strategy("multi_worker")  # Before any other TensorFl
 import pathlib  # noqa: E402
 
 import distribute_helpers as h  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
@@ -27,7 +28,11 @@ def main(checkpoint_dir):
   with strategy.scope():
     agent = h.build_agent(config, seed=5)
   # Each worker trains on its own data: identical weights afterwards show the all-reduce.
-  dataset = tf.data.Dataset.from_tensors(h.make_batch(seed=100 + index)).repeat()
+  # The worker's replica takes consecutive half-batch slices of the global batches (auto-sharding
+  # is off), so both halves are the same rows: every update of this worker sees the same data.
+  half = h.make_batch(seed=100 + index, batch=h.BATCH // 2)
+  batch = tf.nest.map_structure(lambda x: np.concatenate([x, x]), half)
+  dataset = tf.data.Dataset.from_tensors(batch).repeat()
   batches = iter(distribute.distribute_dataset(strategy, dataset))
   train_fn = distribute.distributed_train_fn(strategy, agent)
   checkpointer = distribute.DistributedCheckpointer(strategy, checkpoint_dir, keep=2, agent=agent)
