@@ -334,21 +334,41 @@ class ReverbReplay:
     return dataset.prefetch(prefetch)
 
 
-class _ReverbSink:
-  """A buffer-like object (``data_spec``, ``add_batch``) that writes each stream to Reverb."""
+def inserts_allowed(table_info) -> bool:
+  """Whether the table's rate limiter would accept one more insert now (from ``server_info()``)."""
+  limiter = table_info.rate_limiter_info
+  if table_info.current_size < limiter.min_size_to_sample:
+    return True
+  error = (limiter.insert_stats.completed + 1) * limiter.samples_per_insert - limiter.sample_stats.completed
+  return error <= limiter.max_diff
 
-  def __init__(self, client, table, batch_length, stride, num_envs, data_spec, actor_id):
+
+class _ReverbSink:
+  """A buffer-like object (``data_spec``, ``add_batch``) that writes each stream to Reverb.
+
+  After each item it waits until at most ``max_in_flight_items`` items of the stream are
+  unconfirmed, so a rate limiter that holds inserts back also holds the actor back (and pending
+  items cannot pile up). A wait longer than ``flush_timeout_s`` probes the server: if it does not
+  answer, or its rate limiter would accept inserts (a writer left over from a restarted server),
+  the sink marks itself ``disconnected`` and drops steps until :meth:`connect` is called.
+  """
+
+  def __init__(self, client, table, batch_length, stride, num_envs, data_spec, actor_id, flush_timeout_s):
     self.data_spec = plain_spec(data_spec)
     self._table = table
     self._batch_length = batch_length
     self._stride = stride
     self._num_envs = num_envs
+    self._max_in_flight = 2 * -(-batch_length // stride) + 2
+    self._flush_timeout_ms = max(1, int(flush_timeout_s * 1000))
     self.actor_id = int(actor_id)
     self.policy_version = 0
     self.items_created = 0
     self.steps_added = 0
+    self.steps_dropped = 0
+    self.disconnected = None
+    self.abort = None
     self._writers = []
-    self._counts = np.zeros(num_envs, np.int64)
     self.connect(client)
 
   def connect(self, client) -> None:
@@ -357,6 +377,7 @@ class _ReverbSink:
     self._client = client
     self._writers = [client.trajectory_writer(num_keep_alive_refs=self._batch_length) for _ in range(self._num_envs)]
     self._counts = np.zeros(self._num_envs, np.int64)
+    self.disconnected = None
 
   def add_batch(self, step) -> None:
     num_envs = len(np.asarray(step["reward"]))
@@ -365,6 +386,9 @@ class _ReverbSink:
         f"ReverbStepObserver was created for {self._num_envs} environments but got a batch of {num_envs}: "
         "pass num_envs=env.batch_size"
       )
+    if self.disconnected is not None:
+      self.steps_dropped += num_envs
+      return
     info = {"actor_id": np.int32(self.actor_id), "policy_version": np.int64(self.policy_version)}
     T = self._batch_length
     for i, writer in enumerate(self._writers):
@@ -376,7 +400,34 @@ class _ReverbSink:
       if n >= T and (n - T) % self._stride == 0:
         writer.create_item(self._table, 1.0, tree.map_structure(lambda column: column[-T:], writer.history))
         self.items_created += 1
+        if not self._wait(writer):
+          return
     self.steps_added += num_envs
+
+  def _wait(self, writer) -> bool:
+    """Waits until the writer's unconfirmed items are few; False when the server is gone."""
+    waited = 0.0
+    while True:
+      try:
+        writer.flush(block_until_num_items=self._max_in_flight, timeout_ms=self._flush_timeout_ms)
+        return True
+      except reverb.errors.DeadlineExceededError:
+        waited += self._flush_timeout_ms / 1000
+      if self.abort is not None and self.abort():
+        return False
+      try:
+        table_info = self._client.server_info(timeout=5)[self._table]
+        stuck = inserts_allowed(table_info)
+      except Exception as e:  # No answer: the server is down or unreachable.
+        self.disconnected = e
+        _log.warning("Reverb server unreachable (%s); dropping steps until reconnected", type(e).__name__)
+        return False
+      if stuck:
+        self.disconnected = RuntimeError("the writer's items are not confirmed although the table accepts inserts")
+        _log.warning("Reverb writer stalled while the table accepts inserts (server restarted?); reconnecting")
+        return False
+      if waited <= self._flush_timeout_ms / 1000 or waited % 60 < self._flush_timeout_ms / 1000:
+        _log.info("Waited %.0f s for the learner: the rate limiter holds inserts back (train ratio)", waited)
 
   def flush(self, timeout_ms: int | None = None) -> None:
     for writer in self._writers:
@@ -403,7 +454,8 @@ class ReverbStepObserver(DreamerStepObserver):
 
   Use as ``PyDriver(env, policy, observers=[ReverbStepObserver(address, DATA_TABLE, T, T // 2,
   env.batch_size)])``; set ``observer.policy_version`` after pulling new weights, call
-  ``flush()`` to push pending items and ``reconnect()`` after a server restart.
+  ``flush()`` to push pending items. When the server goes away the observer drops steps and
+  sets ``disconnected`` (the driver keeps running); call ``reconnect()`` once it is back.
 
   Args:
     client: A ``reverb.Client`` or a ``HOST:PORT`` address.
@@ -413,9 +465,12 @@ class ReverbStepObserver(DreamerStepObserver):
     num_envs: Streams (the batch size of the environment; 1 for an unbatched one).
     data_spec: The step spec; None reads it from the table's signature.
     actor_id: Written into every step's ``info``.
+    flush_timeout_s: How long to wait for the server to confirm items before checking whether it
+      is still there (a wait caused by the rate limiter goes on; a lost server sets
+      ``disconnected``).
   """
 
-  def __init__(self, client, table, batch_length, stride, num_envs, data_spec=None, actor_id=0):
+  def __init__(self, client, table, batch_length, stride, num_envs, data_spec=None, actor_id=0, flush_timeout_s=10.0):
     _require_reverb()
     if isinstance(client, str):
       client = reverb.Client(client)
@@ -428,7 +483,7 @@ class ReverbStepObserver(DreamerStepObserver):
       signature = dict(signature)
       signature.pop(INFO_KEY, None)
       data_spec = tf.nest.map_structure(lambda s: tf.TensorSpec(s.shape[1:], s.dtype, s.name), signature)
-    self._sink = _ReverbSink(client, table, batch_length, stride, num_envs, data_spec, actor_id)
+    self._sink = _ReverbSink(client, table, batch_length, stride, num_envs, data_spec, actor_id, flush_timeout_s)
     super().__init__(self._sink)
 
   @property
@@ -446,6 +501,25 @@ class ReverbStepObserver(DreamerStepObserver):
   @property
   def steps_added(self) -> int:
     return self._sink.steps_added
+
+  @property
+  def steps_dropped(self) -> int:
+    """Steps dropped while disconnected."""
+    return self._sink.steps_dropped
+
+  @property
+  def abort(self):
+    """Optional callable; when it returns True, a wait on the rate limiter gives up (the step is dropped)."""
+    return self._sink.abort
+
+  @abort.setter
+  def abort(self, fn) -> None:
+    self._sink.abort = fn
+
+  @property
+  def disconnected(self):
+    """None while connected; the error that showed the server lost otherwise (see ``reconnect``)."""
+    return self._sink.disconnected
 
   def flush(self, timeout_ms: int | None = None) -> None:
     """Sends pending items and waits for the server to confirm them."""
