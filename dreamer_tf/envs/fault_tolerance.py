@@ -99,6 +99,13 @@ class FaultTolerantEnv(py_environment.PyEnvironment):
     self._last_observation = None
     self._needs_reset = True
 
+  def __getattr__(self, name: str):
+    # Attributes of the wrapped environment (e.g. its settings) stay reachable, as through
+    # TF-Agents' own wrappers.
+    if name == "_env":
+      raise AttributeError(name)
+    return getattr(self._env, name)
+
   @property
   def failures(self) -> int:
     """Failures survived so far."""

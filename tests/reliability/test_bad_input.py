@@ -75,7 +75,6 @@ def test_impossible_values(tmp_path, override, message):
   check_untouched(tmp_path, {})
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9: the lead adds the replica check for --strategy=mirrored")
 def test_batch_not_divisible_by_replicas(tmp_path):
   result = run_main(
     "--env=atari_pong",

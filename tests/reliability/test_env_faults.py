@@ -96,6 +96,7 @@ def test_spec_gains_the_fault_key(config):
   assert env.observation_spec() == dict(inner.observation_spec(), **{FAULT_KEY: env.observation_spec()[FAULT_KEY]})
   assert env.observation_spec()[FAULT_KEY].dtype == np.float32 and env.observation_spec()[FAULT_KEY].shape == ()
   assert env.action_spec() == inner.action_spec()
+  assert env._faults is faults  # Attributes reach the wrapped env.
   first = env.reset()
   assert first.is_first() and first.observation[FAULT_KEY] == 0.0
   # log_ keys are never stored: the replay spec is the unwrapped one.
