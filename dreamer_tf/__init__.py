@@ -9,8 +9,9 @@ import sys
 
 if not (3, 9) <= sys.version_info[:2] <= (3, 11):
   raise ImportError(
-      f"dreamer_tf supports Python 3.9 to 3.11 only (this is {sys.version_info.major}."
-      f"{sys.version_info.minor}): TensorFlow 2.15, TF-Agents 0.19 and Reverb 0.14 publish no "
-      "wheels for Python 3.12+. Use a python3.11 virtual environment (see BUILD.md).")
+    f"dreamer_tf supports Python 3.9 to 3.11 only (this is {sys.version_info.major}."
+    f"{sys.version_info.minor}): TensorFlow 2.15, TF-Agents 0.19 and Reverb 0.14 publish no "
+    "wheels for Python 3.12+. Use a python3.11 virtual environment (see BUILD.md)."
+  )
 
 __version__ = "0.1.0"

@@ -272,6 +272,7 @@ _CHOICES = {
 
 _POSITIVE = (
   "run.envs",
+  "run.logical_cpus",
   "run.train_ratio",
   "replay.capacity",
   "replay.batch_size",

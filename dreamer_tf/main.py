@@ -111,7 +111,12 @@ def _main():
   flag_values = {name: FLAGS[name].value for name in _FLAG_KEYS}
   config = resolve_config(FLAGS.env, FLAGS.configs, FLAGS.override, flag_values)
   logdir = FLAGS.logdir or f"./logdir/{FLAGS.env.replace('/', '_')}"
-  trainer = Trainer(config, FLAGS.env, logdir)
+  from dreamer_tf import distribute
+
+  if config.run.logical_cpus > 1:  # Before anything initialises TensorFlow's devices.
+    distribute.split_cpu(config.run.logical_cpus)
+  strategy = distribute.make_strategy(config.run.strategy, tpu=FLAGS.tpu)
+  trainer = Trainer(config, FLAGS.env, logdir, strategy=strategy)
   try:
     trainer.restore(FLAGS.checkpoint)
     if FLAGS.eval_only:

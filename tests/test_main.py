@@ -65,6 +65,23 @@ def test_train_checkpoint_and_resume_on_atari(tmp_path):
   assert any("eval/return" in row for row in read_metrics(logdir))
 
 
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+  logdir = tmp_path / "run"
+  result = run_main(
+    "--env=atari_pong",
+    "--configs=debug",
+    "--strategy=mirrored",
+    "--override=run.logical_cpus=2",
+    "--steps=120",
+    f"--logdir={logdir}",
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  # (120 - 64) steps * ratio 32 / (4 * 16) = 28 updates of a global batch of 4 split over 2 replicas.
+  assert "done: 120 agent steps, 28 updates" in result.stdout
+  assert (logdir / "checkpoints" / "ckpt-000000000120" / "COMPLETE").exists()
+
+
 @pytest.mark.parametrize(
   "args, message",
   [

@@ -24,7 +24,8 @@ def _stateless_onehot(logits, seed):
   """Draws one-hot samples from categorical ``logits`` [..., K]."""
   shape = tf.shape(logits)
   flat = tf.reshape(logits, [-1, shape[-1]])
-  index = tf.random.stateless_categorical(flat, 1, seed, dtype=tf.int32)[:, 0]
+  # XLA (TPU, --jit_compile) implements this op for int32 seeds only.
+  index = tf.random.stateless_categorical(flat, 1, tf.cast(seed, tf.int32), dtype=tf.int32)[:, 0]
   return tf.reshape(tf.one_hot(index, shape[-1], dtype=logits.dtype), shape)
 
 

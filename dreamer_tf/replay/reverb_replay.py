@@ -659,3 +659,100 @@ class VariableContainer:
 as_dataset = ReverbReplay.as_dataset
 start_server = ReverbReplay.start_server
 make_tables = ReverbReplay.make_tables
+
+
+class ReverbLearner:
+  """The learner's side of ``--replay=reverb``: server, dataset, weight pushes and counters.
+
+  Starts the server (tables restored from ``checkpoint_dir``) or, with ``replay.reverb_address``
+  set, connects to a running one; pushes the agent's policy weights (version = updates) at start
+  and every ``push_every_updates`` updates.
+
+  Args:
+    config: The resolved config.
+    data_spec: The step spec.
+    agent: The learner's :class:`~dreamer_tf.agent.dreamer_agent.DreamerAgent`.
+    checkpoint_dir: Reverb checkpoint directory (``<logdir>/reverb``).
+    port: Server port (None: ``replay.reverb_port`` if set, else a free one).
+    stride: Item stride (None: ``replay.reverb_stride`` if set, else ``batch_length // 2``).
+    push_every_updates: Updates between weight pushes (None: ``replay.reverb_push_every`` if
+      set, else 100).
+  """
+
+  def __init__(self, config, data_spec, agent, checkpoint_dir=None, *, port=None, stride=None, push_every_updates=None):
+    _require_reverb()
+    replay = config.replay
+    self.settings = ReverbSettings.from_config(config, stride)
+    self.data_spec = plain_spec(data_spec)
+    self.agent = agent
+    self.variables = policy_variables(agent)
+    self.push_every_updates = int(push_every_updates or replay.get("reverb_push_every", 0) or 100)
+    self.server = None
+    if replay.reverb_address:
+      self.address = replay.reverb_address
+      ReverbReplay.wait_for_server(self.address, 60.0, tables=(DATA_TABLE, VARIABLE_TABLE))
+    else:
+      port = port or replay.get("reverb_port", 0) or None
+      self.server, self.address = ReverbReplay.start_server(
+        config,
+        data_spec,
+        port,
+        variable_spec=variable_spec(self.variables),
+        checkpoint_dir=checkpoint_dir,
+        stride=self.settings.stride,
+      )
+    self._client = reverb.Client(self.address)
+    self.container = VariableContainer(self._client)
+    self._pushed = None
+
+  def push(self, force: bool = False) -> bool:
+    """Pushes the policy weights when ``push_every_updates`` updates passed (or ``force``)."""
+    updates = int(self.agent.train_step_counter.numpy())
+    if not force and self._pushed is not None and updates - self._pushed < self.push_every_updates:
+      return False
+    self.container.push(self.variables, version=updates)
+    self._pushed = updates
+    return True
+
+  def dataset(self, rate_limiter_timeout_ms: int = 5000) -> tf.data.Dataset:
+    """Training batches ``[B, T, ...]``; the dataset ends when no sample is allowed within the timeout."""
+    s = self.settings
+    return ReverbReplay.as_dataset(
+      self.address,
+      DATA_TABLE,
+      s.batch_size,
+      s.batch_length,
+      self.data_spec,
+      rate_limiter_timeout_ms=rate_limiter_timeout_ms,
+    )
+
+  def stats(self) -> dict:
+    """Table counters: items, inserts, samples, estimated agent steps and the achieved train ratio."""
+    info = self._client.server_info(timeout=10)[DATA_TABLE]
+    limiter = info.rate_limiter_info
+    inserts, samples = int(limiter.insert_stats.completed), int(limiter.sample_stats.completed)
+    steps = inserts * self.settings.stride
+    return {
+      "items": int(info.current_size),
+      "inserts": inserts,
+      "samples": samples,
+      "agent_steps": steps,
+      "achieved_ratio": samples * self.settings.batch_length / steps if steps else 0.0,
+    }
+
+  def agent_steps(self) -> int:
+    """Agent steps of all actors, estimated as ``inserts * stride`` (each stream inserts every stride steps)."""
+    return self.stats()["agent_steps"]
+
+  def checkpoint(self, directory=None) -> str:
+    """Checkpoints the tables; with ``directory`` (an agent checkpoint), records the path there."""
+    path = ReverbReplay.checkpoint(self.address)
+    if directory is not None:
+      (pathlib.Path(directory) / "reverb_checkpoint.txt").write_text(path + "\n")
+    return path
+
+  def close(self) -> None:
+    self.container.close()
+    if self.server is not None:
+      self.server.stop()
+      self.server = None

@@ -277,9 +277,7 @@ class Checkpointer:
         self.verify(path)
         self._load(path, extra_restore_fns)
       except (CorruptCheckpointError, tf.errors.OpError) as e:
-        raise UserError(
-          f"Cannot restore checkpoint {path}: {_reason(e)}; pass a valid ckpt-* directory"
-        ) from None
+        raise UserError(f"Cannot restore checkpoint {path}: {_reason(e)}; pass a valid ckpt-* directory") from None
       _log.info("Restored checkpoint %s", path)
       return path
     self.remove_leftovers()
@@ -408,9 +406,7 @@ class SignalHandler:
     name = signal.Signals(signum).name
     if self._received is None:
       self._received = signum
-      _log.warning(
-        "Received %s: stopping after the current step and saving a checkpoint (send again to abort)", name
-      )
+      _log.warning("Received %s: stopping after the current step and saving a checkpoint (send again to abort)", name)
       return
     previous = self._previous.get(signum)
     self.uninstall()

@@ -26,6 +26,7 @@ from tf_agents.drivers import py_driver
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.specs import tensor_spec
 
+from dreamer_tf import distribute
 from dreamer_tf import envs as envs_lib
 from dreamer_tf.agent.dreamer_agent import DreamerAgent
 from dreamer_tf.config import Config, save_config
@@ -139,25 +140,40 @@ def evaluate(policy, env, episodes: int, max_steps: int = 10**7) -> list[dict]:
 class Trainer:
   """Owns the environments, agent, replay, logger and checkpoints of one run.
 
+  Under a ``tf.distribute`` strategy the agent and counters live in the
+  strategy's scope, each batch from replay is the global batch split over the
+  replicas, and with several workers every worker collects into its own
+  replay; the chief writes checkpoints, evaluations and exports, the other
+  workers log under ``<logdir>/worker-<index>``.
+
   Args:
     config: The resolved configuration.
     env_name: The ``--env`` name.
     logdir: The run directory (created or resumed).
+    strategy: A ``tf.distribute.Strategy`` (default: the current one).
   """
 
-  def __init__(self, config: Config, env_name: str, logdir: str | os.PathLike):
+  def __init__(self, config: Config, env_name: str, logdir: str | os.PathLike, strategy=None):
     self.config = config
     self.env_name = env_name
-    self.logdir = prepare_logdir(logdir, config, env_name)
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.chief = distribute.is_chief(self.strategy)
     run = config.run
+    distribute.check_batch_divisible(config.replay.batch_size, self.strategy)
+    if self.chief:
+      self.logdir = prepare_logdir(logdir, config, env_name)
+    else:
+      _, index, _ = distribute.tf_config_task()
+      self.logdir = prepare_logdir(pathlib.Path(logdir) / f"worker-{index}", config, env_name)
     set_precision(run.precision)
     tf.keras.utils.set_random_seed(run.seed)  # Python, NumPy and TensorFlow (weight initialisation).
     self.batch_size = config.replay.batch_size
     self.batch_length = config.replay.batch_length
     self.env = envs_lib.make_batched_env(env_name, config, run.envs, run.seed, run.parallel_envs)
     time_step_spec, action_spec = specs_of(self.env)
-    self.agent = DreamerAgent(time_step_spec, action_spec, config, seed=run.seed)
-    self.counters = Counters()
+    with self.strategy.scope():
+      self.agent = DreamerAgent(time_step_spec, action_spec, config, seed=run.seed)
+      self.counters = Counters()
     self.replay = SequenceReplayBuffer(
       step_spec(self.env.observation_spec(), self.env.action_spec()),
       batch_size=run.envs,
@@ -165,11 +181,11 @@ class Trainer:
       seed=run.seed,
     )
     self.observer = DreamerStepObserver(self.replay)
-    self.checkpointer = checkpointer_lib.Checkpointer(
-      self.logdir / "checkpoints", keep=2, agent=self.agent, counters=self.counters
+    self.checkpointer = distribute.DistributedCheckpointer(
+      self.strategy, pathlib.Path(logdir) / "checkpoints", keep=2, agent=self.agent, counters=self.counters
     )
     self.logger = Logger(self.logdir, step=lambda: int(self.counters.agent_steps.numpy()))
-    self._train_fn = tf.function(self.agent.train, jit_compile=run.jit_compile)
+    self._train_fn = distribute.distributed_train_fn(self.strategy, self.agent, run.jit_compile)
     self._report_fn = tf.function(self._report)
     self._dataset = None
     self._nonfinite_streak = 0
@@ -227,10 +243,13 @@ class Trainer:
 
   def train_once(self):
     if self._dataset is None:
-      self._dataset = iter(self.replay.as_dataset(self.batch_size, self.batch_length))
+      dataset = self.replay.as_dataset(self.batch_size, self.batch_length)
+      self._dataset = iter(distribute.distribute_dataset(self.strategy, dataset))
     batch = next(self._dataset)
     info = self._train_fn(batch)
     self._metrics.append(info.extra)
+    if self.strategy.num_replicas_in_sync > 1:
+      batch = self.strategy.experimental_local_results(batch)[0]
     self._last_batch = batch
     if float(info.extra["nonfinite"]) > 0:
       self._nonfinite_streak += 1
@@ -292,7 +311,7 @@ class Trainer:
     last_return = None
     try:
       while self.agent_steps < total:
-        if signals is not None and signals.requested:
+        if distribute.any_worker(self.strategy, signals is not None and signals.requested):
           _log.warning("Received %s: saving a checkpoint and stopping", signals.signal_name)
           break
         time_step, policy_state = driver.run(time_step, policy_state)
@@ -326,12 +345,15 @@ class Trainer:
           recorder.arm()
           last_video = self.agent_steps
         if run.eval_every and self.agent_steps - last_eval >= run.eval_every:
-          self.evaluate(run.eval_episodes)
+          if self.chief:
+            self.evaluate(run.eval_episodes)
           last_eval = self.agent_steps
         if run.export_every and self.agent_steps - last_export >= run.export_every:
-          self.export()
+          if self.chief:
+            self.export()
           last_export = self.agent_steps
-        if now - last_ckpt >= run.checkpoint_every_secs:
+        # Every worker must take part in a checkpoint: agree on the clock-based decision.
+        if distribute.any_worker(self.strategy, now - last_ckpt >= run.checkpoint_every_secs):
           self.save()
           last_ckpt = time.time()
     finally:

@@ -106,7 +106,7 @@ class RSSM(keras.layers.Layer):
     deter = tf.tanh(tf.cast(self.initial_deter, dtype))[None]
     dist = self._stats(self.img_stats, self.img_out(deter))
     stoch = tf.cast(tf.stop_gradient(dist.mode()), dtype)
-    tile = lambda x: tf.repeat(x, batch_size, 0)
+    tile = lambda x: tf.broadcast_to(x, tf.concat([[batch_size], tf.shape(x)[1:]], 0))  # XLA-friendly
     return dict(deter=tile(deter), stoch=tile(stoch), logits=tile(dist.logits))
 
   def _reset(self, state, action, is_first):
