@@ -213,3 +213,31 @@ def test_checkpoint_restores_tables(tmp_path):
 def test_wait_for_server_is_bounded():
   with pytest.raises(UserError, match="no Reverb server"):
     ReverbReplay.wait_for_server(f"localhost:{portpicker.pick_unused_port()}", timeout_s=1.0)
+
+
+def test_reverb_learner_pushes_weights_and_counts_steps(tmp_path):
+  from dreamer_tf.agent.dreamer_agent import DreamerAgent
+  from dreamer_tf.envs import make_env
+  from dreamer_tf.replay.reverb_replay import ReverbLearner
+  from dreamer_tf.training.loop import specs_of
+
+  config = load_config("gym_CartPole-v1", ["debug"], ["run.train_start=0"], has_image=False)
+  env = make_env("gym_CartPole-v1", config)
+  spec = step_spec(env.observation_spec(), env.action_spec())
+  agent = DreamerAgent(*specs_of(env), config, seed=0)
+  env.close()
+  learner = ReverbLearner(config, spec, agent, tmp_path / "reverb", push_every_updates=3)
+  try:
+    assert learner.push() and not learner.push()  # The first push always; then every 3 updates.
+    agent.train_step_counter.assign(3)
+    assert learner.push()
+    assert VariableContainer(learner.address).pull(timeout_s=5)[0] == 3
+    stats = learner.stats()
+    assert stats["inserts"] == 0 and learner.agent_steps() == 0
+    assert learner.dataset().element_spec == SequenceReplayBuffer(spec, 1, 100).as_dataset(4, 16).element_spec
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    assert str(tmp_path / "reverb") in learner.checkpoint(ckpt)
+    assert (ckpt / "reverb_checkpoint.txt").exists()
+  finally:
+    learner.close()
