@@ -1,0 +1,65 @@
+"""Prints the trainable parameter counts of the agent built for an environment.
+
+The agent is built for the environment's observation and action specs, exactly as
+training builds it, and the counts are printed as JSON on the last line:
+
+  python tools/count_params.py --configs=xs --env=atari100k_pong
+  {"world_model": 7538979, "actor": 329734, "critic": 393727}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--env", required=True, help="environment name, e.g. atari100k_pong")
+  parser.add_argument("--configs", default="", help="comma-separated presets, e.g. xs or s,debug")
+  parser.add_argument("--override", action="append", default=[], help="dotted.key=value (repeatable)")
+  return parser.parse_args(argv)
+
+
+def count(env_name: str, presets=(), overrides=()) -> dict:
+  """Builds the environment and the agent; returns ``{"world_model", "actor", "critic"}`` counts."""
+  from tf_agents.specs import tensor_spec
+
+  from dreamer_tf.agent.dreamer_agent import DreamerAgent, time_step_spec_from
+  from dreamer_tf.config import load_config
+  from dreamer_tf.envs import has_image_observation, make_env
+
+  config = load_config(env_name, presets, overrides)
+  if env_name.startswith("gym_"):
+    config = load_config(env_name, presets, overrides, has_image=has_image_observation(env_name, config))
+  env = make_env(env_name, config, seed=0)
+  try:
+    obs_spec = tensor_spec.from_spec(env.observation_spec())
+    action_spec = tensor_spec.from_spec(env.action_spec())
+  finally:
+    env.close()
+  agent = DreamerAgent(time_step_spec_from(obs_spec), action_spec, config)
+  return agent.parameter_counts()
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  from dreamer_tf.errors import UserError
+
+  presets = [p for p in args.configs.split(",") if p.strip()]
+  try:
+    counts = count(args.env, presets, args.override)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(json.dumps(counts))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
