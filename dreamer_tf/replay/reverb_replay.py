@@ -727,17 +727,23 @@ class ReverbLearner:
     )
 
   def stats(self) -> dict:
-    """Table counters: items, inserts, samples, estimated agent steps and the achieved train ratio."""
+    """Table counters: items, inserts, samples, agent steps (``inserts * stride``) and the achieved train ratio.
+
+    The achieved ratio is replayed steps per agent step since training started; it includes the
+    samples the dataset prefetched but the learner has not trained on yet.
+    """
     info = self._client.server_info(timeout=10)[DATA_TABLE]
     limiter = info.rate_limiter_info
     inserts, samples = int(limiter.insert_stats.completed), int(limiter.sample_stats.completed)
     steps = inserts * self.settings.stride
+    # Like the local loop, the ratio counts from the start of training (min_size_to_sample items).
+    trained_steps = max(0, inserts - self.settings.min_size_to_sample) * self.settings.stride
     return {
       "items": int(info.current_size),
       "inserts": inserts,
       "samples": samples,
       "agent_steps": steps,
-      "achieved_ratio": samples * self.settings.batch_length / steps if steps else 0.0,
+      "achieved_ratio": samples * self.settings.batch_length / trained_steps if trained_steps else 0.0,
     }
 
   def agent_steps(self) -> int:
