@@ -7,6 +7,7 @@ Flags set the most used config keys directly; every other key is reachable with
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -99,6 +100,15 @@ def main(argv):
     _main()
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except OSError as e:  # A full or read-only disk while training (logs, videos, exports).
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+      raise
+    print(
+      f"error: {e.strerror} writing {e.filename or 'the logdir'}; free space (or remount) and rerun the same "
+      "command to resume from the last complete checkpoint",
+      file=sys.stderr,
+    )
     sys.exit(2)
 
 

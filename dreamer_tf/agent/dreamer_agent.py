@@ -141,6 +141,8 @@ class DreamerAgent(tf_agent.TFAgent):
     norm = tf.linalg.global_norm(grads)
     clipped, _ = tf.clip_by_global_norm(grads, self._clip[index], use_norm=norm)
     if loss_scale:
+      # The LossScaleOptimizer skips non-finite steps itself and lowers its scale: that is
+      # loss scaling at work (logged as loss_scale), not a numerical fault of the model.
       opt.apply_gradients(zip(clipped, variables), skip_gradients_aggregation=True)
       return norm, tf.constant(True)
     finite = tf.logical_and(tf.math.is_finite(norm), allowed)
@@ -181,6 +183,8 @@ class DreamerAgent(tf_agent.TFAgent):
       scaled = self._scale_loss(0, model_loss)
     metrics["model_grad_norm"], model_ok = self._apply(0, tape, scaled, model_vars)
 
+    # actor_loss moves the return normaliser's EMAs; a skipped update must leave them as they were.
+    retnorm_before = [tf.identity(v) for v in ac.retnorm.variables]
     flatten = lambda x: tf.reshape(tf.stop_gradient(x), tf.concat([[-1], tf.shape(x)[2:]], 0))
     start = {k: flatten(v) for k, v in post.items()}
     start_cont = flatten(1.0 - tf.cast(data["is_terminal"], tf.float32))
@@ -220,10 +224,12 @@ class DreamerAgent(tf_agent.TFAgent):
     # A non-finite loss or gradient skips the update (the slow critic and counter included).
     applied = tf.reduce_all(tf.stack([model_ok, actor_ok, critic_ok]))
     metrics["nonfinite"] = 1.0 - tf.cast(applied, tf.float32)
+    for variable, before in zip(ac.retnorm.variables, retnorm_before):
+      variable.assign(tf.where(applied, variable, before))  # where, not a blend: NaN * 0 is NaN
     ac.update_slow_critic(applied)
     self.train_step_counter.assign_add(tf.cast(applied, self.train_step_counter.dtype))
     if isinstance(self.optimizers.model, keras.mixed_precision.LossScaleOptimizer):
-      metrics["loss_scale"] = tf.cast(self.optimizers.model.dynamic_scale, tf.float32)
+      metrics["loss_scale"] = tf.cast(self.optimizers.model.loss_scale, tf.float32)
     metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
     total = model_loss + actor_loss + critic_loss
     return tf_agent.LossInfo(loss=total, extra=metrics)

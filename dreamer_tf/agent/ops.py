@@ -39,8 +39,8 @@ def twohot(x, bins):
   """
   x = tf.convert_to_tensor(x, bins.dtype)
   num_bins = tf.shape(bins)[0]
-  below = tf.reduce_sum(tf.cast(bins[None] <= x[..., None], tf.int32), -1) - 1
-  above = num_bins - tf.reduce_sum(tf.cast(bins[None] > x[..., None], tf.int32), -1)
+  below = tf.reduce_sum(tf.cast(bins <= x[..., None], tf.int32), -1) - 1
+  above = num_bins - tf.reduce_sum(tf.cast(bins > x[..., None], tf.int32), -1)
   below = tf.clip_by_value(below, 0, num_bins - 1)
   above = tf.clip_by_value(above, 0, num_bins - 1)
   equal = tf.equal(below, above)

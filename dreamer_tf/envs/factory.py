@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 
 from dreamer_tf.errors import UserError
 
@@ -55,12 +56,31 @@ def make_env(name: str, config, seed: int = 0):
   Returns:
     An unbatched PyEnvironment with a dict observation spec and int32 scalar (discrete)
     or float32 ``[A]`` in [-1, 1] (continuous) action spec. It resets itself on the step
-    after a LAST step.
+    after a LAST step. It survives crashes of the environment (``FaultTolerantEnv``: the
+    broken episode ends with a truncation marked ``obs['log_env_fault'] = 1``) and rejects
+    non-finite observations and rewards (``CheckFiniteObservations``); see
+    docs/troubleshooting.md.
 
   Raises:
     UserError: unknown suite or task, or a missing optional package.
   """
   suite, task = parse_name(name)
+  from dreamer_tf.envs.check_finite import CheckFiniteObservations
+  from dreamer_tf.envs.fault_tolerance import FaultTolerantEnv
+
+  rebuilds = itertools.count()
+
+  def build():
+    # A rebuilt copy gets a fresh seed, so that it does not replay the episodes of the first one.
+    copy_seed = seed + 100_003 * next(rebuilds)
+    return CheckFiniteObservations(_make_suite_env(suite, task, config, copy_seed), name)
+
+  # The first build raises unknown tasks and missing packages as they are (no retries).
+  return FaultTolerantEnv(build, name)
+
+
+def _make_suite_env(suite: str, task: str, config, seed: int):
+  """Builds the suite's environment, without the fault-tolerance wrappers."""
   if suite in ("atari", "atari100k"):
     from dreamer_tf.envs import atari
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from tf_agents.trajectories import time_step as ts
 
+FAULT_KEY = "log_env_fault"  # Set to 1 on the LAST step of an episode cut short by an environment crash.
+
 
 class EpisodeTracker:
   """Accumulates each environment's episode return and length and reports finished episodes.
@@ -22,7 +24,9 @@ class EpisodeTracker:
   ``length`` counts agent steps (actions taken), so the FIRST step adds 0 and each
   later step 1; ``return`` sums the rewards of those steps. Scalar observation keys
   starting with ``log_`` (e.g. Crafter's ``log_achievement_collect_wood``) are reported
-  with their value at the LAST step.
+  with their value at the LAST step. Episodes cut short by an environment crash (their LAST
+  step has ``log_env_fault == 1``, see ``FaultTolerantEnv``) are not reported; ``env_faults``
+  counts them.
 
   Args:
     num_envs: Batch size; inferred from the first update when None.
@@ -31,6 +35,7 @@ class EpisodeTracker:
   def __init__(self, num_envs: int | None = None):
     self._returns = None if num_envs is None else np.zeros(num_envs, np.float64)
     self._lengths = None if num_envs is None else np.zeros(num_envs, np.int64)
+    self.env_faults = 0
 
   def update(self, time_step) -> list[dict[str, float]]:
     """Adds one (batched or unbatched) TimeStep.
@@ -56,6 +61,9 @@ class EpisodeTracker:
     finished = []
     observation = time_step.observation if isinstance(time_step.observation, dict) else {}
     for index in np.flatnonzero(step_type == ts.StepType.LAST):
+      if FAULT_KEY in observation and np.asarray(observation[FAULT_KEY]).reshape(-1)[index if batched else 0] > 0:
+        self.env_faults += 1  # A broken episode: its return and length mean nothing.
+        continue
       stats = {
         "return": float(self._returns[index]),
         "length": float(self._lengths[index]),

@@ -18,6 +18,7 @@ corrupt (a truncated file, a bad disk block). Paths must be on a local (POSIX) f
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -157,8 +158,14 @@ class Checkpointer:
     step = int(step)
     final = self._directory / f"ckpt-{step:012d}"
     if (final / MARKER).exists():
-      _log.warning("A checkpoint for step %d already exists at %s; keeping it", step, final)
-      return final
+      try:
+        self.verify(final)
+      except CorruptCheckpointError as e:  # E.g. restore fell back past it: replace it, never keep it.
+        _log.warning("Replacing the corrupt checkpoint %s (%s)", final, e)
+        self._remove(final)
+      else:
+        _log.warning("A checkpoint for step %d already exists at %s; keeping it", step, final)
+        return final
     self._directory.mkdir(parents=True, exist_ok=True)
     tmp = self._directory / f"tmp-{step}-{os.getpid()}"
     if tmp.exists():
@@ -187,8 +194,13 @@ class Checkpointer:
         self._remove(final)
       os.rename(tmp, final)
       _fsync(self._directory)
-    except BaseException:
+    except BaseException as e:
       shutil.rmtree(tmp, ignore_errors=True)
+      if _disk_full(e):
+        raise UserError(
+          f"cannot save checkpoint {final.name} in {self._directory}: no space left on device; free space "
+          "and rerun the same command to resume from the last complete checkpoint"
+        ) from None
       raise
     self._prune()
     return final
@@ -344,6 +356,13 @@ class Checkpointer:
       shutil.rmtree(doomed)
     os.rename(path, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _disk_full(error: BaseException) -> bool:
+  """Whether a save failed for lack of space (Python's OSError or TensorFlow's SaveV2 error)."""
+  if isinstance(error, OSError):
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
+  return isinstance(error, tf.errors.OpError) and "No space left on device" in (error.message or "")
 
 
 def _reason(error: BaseException) -> str:

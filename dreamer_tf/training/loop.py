@@ -160,16 +160,22 @@ class Trainer:
     self.chief = distribute.is_chief(self.strategy)
     run = config.run
     distribute.check_batch_divisible(config.replay.batch_size, self.strategy)
-    if self.chief:
-      self.logdir = prepare_logdir(logdir, config, env_name)
-    else:
-      _, index, _ = distribute.tf_config_task()
-      self.logdir = prepare_logdir(pathlib.Path(logdir) / f"worker-{index}", config, env_name)
+    # The environments before the logdir: an unknown task or a missing package must stop the run
+    # before the logdir is created or touched (a run.json of a typo would block the next run).
+    self.env = envs_lib.make_batched_env(env_name, config, run.envs, run.seed, run.parallel_envs)
+    try:
+      if self.chief:
+        self.logdir = prepare_logdir(logdir, config, env_name)
+      else:
+        _, index, _ = distribute.tf_config_task()
+        self.logdir = prepare_logdir(pathlib.Path(logdir) / f"worker-{index}", config, env_name)
+    except BaseException:
+      self.env.close()
+      raise
     set_precision(run.precision)
     tf.keras.utils.set_random_seed(run.seed)  # Python, NumPy and TensorFlow (weight initialisation).
     self.batch_size = config.replay.batch_size
     self.batch_length = config.replay.batch_length
-    self.env = envs_lib.make_batched_env(env_name, config, run.envs, run.seed, run.parallel_envs)
     time_step_spec, action_spec = specs_of(self.env)
     with self.strategy.scope():
       self.agent = DreamerAgent(time_step_spec, action_spec, config, seed=run.seed)
@@ -353,7 +359,9 @@ class Trainer:
             self.export()
           last_export = self.agent_steps
         # Every worker must take part in a checkpoint: agree on the clock-based decision.
-        if distribute.any_worker(self.strategy, now - last_ckpt >= run.checkpoint_every_secs):
+        # Never in the middle of a non-finite streak: the last good state stays the newest.
+        due = now - last_ckpt >= run.checkpoint_every_secs and not self._nonfinite_streak
+        if distribute.any_worker(self.strategy, due):
           self.save()
           last_ckpt = time.time()
     finally:

@@ -48,10 +48,6 @@ def test_twohot_five_bins_by_hand(x, expected):
   np.testing.assert_allclose(ops.twohot(tf.constant([x]), BINS5).numpy()[0], expected, atol=1e-6)
 
 
-@pytest.mark.xfail(
-  strict=True,
-  reason="BUG ops.twohot: a rank-0 x returns shape [1, K] instead of [K] (bins[None] adds an axis)",
-)
 def test_twohot_scalar_input_shape():
   assert ops.twohot(tf.constant(0.25), BINS5).shape == (5,)
 

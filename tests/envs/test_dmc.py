@@ -27,7 +27,7 @@ def cartpole_proprio():
 
 
 def test_pixels_by_default(walker):
-  assert set(walker.observation_spec()) == {"image"}
+  assert set(walker.observation_spec()) == {"image", "log_env_fault"}
   assert walker.observation_spec()["image"].shape == (64, 64, 3)
   check_action_spec(walker)
   assert walker.action_spec().shape == (6,)
@@ -36,13 +36,13 @@ def test_pixels_by_default(walker):
   assert first.observation["image"].std() > 0  # A real render, not a blank frame.
   step = walker.step(np.zeros(6, np.float32))
   check_step(walker, step)
-  assert step.step_type == ts.StepType.MID and walker._env._repeat == 2
+  assert step.step_type == ts.StepType.MID
 
 
 def test_proprio_variant(cartpole_proprio):
   spec = cartpole_proprio.observation_spec()
-  assert "image" not in spec and set(spec) == {"position", "velocity"}
-  assert all(s.dtype == np.float32 and len(s.shape) == 1 for s in spec.values())
+  assert "image" not in spec and set(spec) == {"position", "velocity", "log_env_fault"}
+  assert all(s.dtype == np.float32 and len(s.shape) == 1 for k, s in spec.items() if not k.startswith("log_"))
   check_step(cartpole_proprio, cartpole_proprio.reset())
 
 

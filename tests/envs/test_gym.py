@@ -29,7 +29,7 @@ def toy_dict():
 
 
 def test_vector_observation_discrete_action(cartpole):
-  assert set(cartpole.observation_spec()) == {"vector"}
+  assert set(cartpole.observation_spec()) == {"vector", "log_env_fault"}
   assert cartpole.observation_spec()["vector"].shape == (4,)
   check_action_spec(cartpole)
   assert cartpole.action_spec().maximum == 1
@@ -41,7 +41,7 @@ def test_vector_observation_discrete_action(cartpole):
 
 def test_user_env_dict_observation_and_box_action(toy_dict):
   spec = toy_dict.observation_spec()
-  assert set(spec) == {"image", "vector", "log_score"}
+  assert set(spec) == {"image", "vector", "log_score", "log_env_fault"}
   assert spec["image"].shape == (64, 64, 3) and spec["image"].dtype == np.uint8  # Resized from 32x48.
   assert spec["log_score"].shape == ()
   check_action_spec(toy_dict)
@@ -68,7 +68,7 @@ def test_user_env_termination_vs_truncation(toy_dict):
 
 def test_user_env_image_observation_discrete_start():
   env = make_env(TOY_IMAGE, config_for(TOY_IMAGE), seed=0)
-  assert set(env.observation_spec()) == {"image"}
+  assert set(env.observation_spec()) == {"image", "log_env_fault"}
   assert env.action_spec().maximum == 2
   env.reset()
   step = env.step(np.int32(0))  # Agent action 0 is Discrete(3, start=1)'s 1.

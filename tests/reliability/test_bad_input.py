@@ -2,8 +2,6 @@
 
 Cases already covered by tests/test_main.py (unknown preset, unknown key, ill-typed
 ``model.deter``, a logdir of another ``--env``) and tests/test_config.py are not repeated.
-Where the message is right but the logdir is still touched, the test records the known issue
-with ``pytest.xfail`` after checking the message (see the issue 9 report for the patch).
 """
 
 import json
@@ -22,14 +20,10 @@ from dreamer_tf.training.checkpointer import Checkpointer
 
 COMMON = ["--configs=debug", "--override=env.atari.length=400"]
 QUICK = [*COMMON, "--steps=1"]  # Should a check be missing, the run ends at once instead of training.
-ENV_BEFORE_LOGDIR = "issue 9: the environment is built after prepare_logdir writes config.yaml/run.json"
 
 
-def check_untouched(root: pathlib.Path, before: dict, known_issue: str | None = None) -> None:
-  after = tree_digest(root)
-  if after != before and known_issue:
-    pytest.xfail(f"{known_issue}: {sorted(set(after) ^ set(before)) or 'contents changed'}")
-  assert after == before
+def check_untouched(root: pathlib.Path, before: dict) -> None:
+  assert tree_digest(root) == before
 
 
 # Names and values.
@@ -44,7 +38,7 @@ def test_unknown_suite(tmp_path):
 def test_unknown_task(tmp_path):
   result = run_main("--env=atari_pongg", *QUICK, f"--logdir={tmp_path / 'run'}")
   assert_one_line_error(result, "unknown Atari game 'pongg'; did you mean 'atari_pong'?")
-  check_untouched(tmp_path, {}, ENV_BEFORE_LOGDIR)
+  check_untouched(tmp_path, {})
 
 
 def test_ill_typed_bool_override(tmp_path):
@@ -186,7 +180,7 @@ def test_missing_optional_dependency(tmp_path):
     "bsuite_ environments needs the optional package 'bsuite', which is not installed: "
     "pip install -c constraints.txt -e '.[bsuite]'",
   )
-  check_untouched(tmp_path, {}, ENV_BEFORE_LOGDIR)
+  check_untouched(tmp_path, {})
 
 
 # Checkpoints.
@@ -262,10 +256,7 @@ def test_corrupt_checkpoint_is_replaced_when_its_step_is_reached_again(logdir):
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"Restored {ckpt(logdir, 40)} at step 40" in result.stderr
   assert "done: 60 agent steps" in result.stdout
-  try:
-    Checkpointer(logdir / "checkpoints").verify(ckpt(logdir, 60))
-  except Exception as e:
-    pytest.xfail(f"issue 9: the corrupt ckpt-60 is kept instead of the new save ({e}); checkpointer patch in report")
+  Checkpointer(logdir / "checkpoints").verify(ckpt(logdir, 60))
 
 
 @pytest.mark.slow
@@ -327,7 +318,5 @@ def test_disk_full_keeps_the_last_complete_checkpoint(small_disk):
   for path in complete:
     Checkpointer(directory).verify(path)
   assert not list(directory.glob("tmp-*")), "the failed save left its tmp-* directory"
-  if result.returncode != 2 or "Traceback" in result.stderr:
-    pytest.xfail("issue 9: a full disk ends in a traceback, not one line (main.py patch in the report)")
   assert_one_line_error(result, "")
   assert "no space left on device" in error_line(result).lower()

@@ -246,7 +246,6 @@ def test_broken_episode_in_driver_and_replay(config):
   assert seen[index + 1].step_type[1] == ts.StepType.FIRST
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9: EpisodeTracker skips broken episodes (tracker patch in the report)")
 def test_tracker_leaves_broken_episodes_out(config):
   _, _, tracker, finished = run_with_fault(config)
   assert finished and all(s.get(FAULT_KEY, 0.0) == 0.0 for s in finished)
@@ -305,7 +304,6 @@ def test_non_finite_observation_is_not_retried_by_fault_tolerance(config):
   assert len(faults.built) == 1
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9: the lead wraps make_env's result (patch in the report)")
 def test_make_env_is_fault_tolerant_and_checks_finiteness(config):
   env = envs_lib.make_env(ENV, config)
   try:

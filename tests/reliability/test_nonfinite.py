@@ -84,7 +84,6 @@ def inf_observation(batch):
   batch["obs"]["vector"][0, 5, 0] = np.inf
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9: the lead adds the non-finite skip to DreamerAgent.train")
 @pytest.mark.parametrize("poison", [nan_reward, inf_observation])
 def test_nonfinite_batch_skips_the_update(setup, poison):
   config, agent, train, time_step_spec, action_spec = setup

@@ -116,7 +116,7 @@ class RSSM(keras.layers.Layer):
     init = self.initial(tf.shape(is_first)[0])
     first = 1.0 - keep
     add = lambda x: x * tf.reshape(tf.cast(first, x.dtype), [-1] + [1] * (x.shape.rank - 1))
-    state = {k: mask(state[k]) + add(init[k]) for k in state}
+    state = {k: mask(state[k]) + add(tf.cast(init[k], state[k].dtype)) for k in state}
     return state, mask(action)
 
   def _clip_action(self, action):
