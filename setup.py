@@ -9,42 +9,43 @@ import sys
 SUPPORTED = ((3, 9), (3, 11))
 if not SUPPORTED[0] <= sys.version_info[:2] <= SUPPORTED[1]:
   sys.exit(
-      f"dreamer_tf supports Python 3.9 to 3.11 only (this is Python {sys.version_info.major}."
-      f"{sys.version_info.minor}): it is built on TensorFlow 2.15, TF-Agents 0.19 and Reverb 0.14, "
-      "which publish no wheels for Python 3.12 or newer. Create the environment with python3.11.")
+    f"dreamer_tf supports Python 3.9 to 3.11 only (this is Python {sys.version_info.major}."
+    f"{sys.version_info.minor}): it is built on TensorFlow 2.15, TF-Agents 0.19 and Reverb 0.14, "
+    "which publish no wheels for Python 3.12 or newer. Create the environment with python3.11."
+  )
 
 from setuptools import find_packages, setup  # noqa: E402
 
 setup(
-    name="dreamer_tf",
-    version="0.1.0",
-    description="DreamerV3 (arXiv 2301.04104) in TensorFlow/Keras on TF-Agents",
-    long_description=open("README.md").read(),
-    long_description_content_type="text/markdown",
-    python_requires=">=3.9,<3.12",
-    packages=find_packages(include=["dreamer_tf", "dreamer_tf.*"]),
-    package_data={"dreamer_tf": ["configs/*.yaml"]},
-    install_requires=[
-        "numpy==1.26.4",
-        "tensorflow==2.15.1",
-        "tensorflow-probability==0.23.0",
-        "tf-agents[reverb]==0.19.0",
-        "dm-reverb==0.14.0",
-        "tensorflow-serving-api==2.15.1",
-        "gymnasium==1.3.0",
-        "ale-py==0.12.1",
-        "dm-control==1.0.50",
-        "mujoco==3.17.0",
-        "crafter==1.8.3",
-        "opencv-python-headless==4.11.0.86",
-        "absl-py==2.5.1",
-        "PyYAML>=6.0",
-        "tqdm>=4.60",
-        "psutil>=5.9",
-    ],
-    extras_require={
-        "bsuite": ["bsuite==0.3.6"],
-        "test": ["pytest>=8", "ruff>=0.6", "bsuite==0.3.6", "matplotlib>=3.8"],
-    },
-    entry_points={"console_scripts": ["dreamer-tf=dreamer_tf.main:run"]},
+  name="dreamer_tf",
+  version="0.1.0",
+  description="DreamerV3 (arXiv 2301.04104) in TensorFlow/Keras on TF-Agents",
+  long_description=open("README.md").read(),
+  long_description_content_type="text/markdown",
+  python_requires=">=3.9,<3.12",
+  packages=find_packages(include=["dreamer_tf", "dreamer_tf.*"]),
+  package_data={"dreamer_tf": ["configs/*.yaml"]},
+  install_requires=[
+    "numpy==1.26.4",
+    "tensorflow==2.15.1",
+    "tensorflow-probability==0.23.0",
+    "tf-agents[reverb]==0.19.0",
+    "dm-reverb==0.14.0",
+    "tensorflow-serving-api==2.15.1",
+    "gymnasium==1.3.0",
+    "ale-py==0.12.1",
+    "dm-control==1.0.50",
+    "mujoco==3.17.0",
+    "crafter==1.8.3",
+    "opencv-python-headless==4.11.0.86",
+    "absl-py==2.5.1",
+    "PyYAML>=6.0",
+    "tqdm>=4.60",
+    "psutil>=5.9",
+  ],
+  extras_require={
+    "bsuite": ["bsuite==0.3.6"],
+    "test": ["pytest>=8", "ruff>=0.6", "bsuite==0.3.6", "matplotlib>=3.8"],
+  },
+  entry_points={"console_scripts": ["dreamer-tf=dreamer_tf.main:run"]},
 )

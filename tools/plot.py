@@ -110,9 +110,7 @@ def _parse_labels(labels: list[str] | None, count: int) -> list[str | None]:
   if len(labels) == 1:
     return labels * count
   if len(labels) != count:
-    raise UserError(
-      f"Got {len(labels)} --label values for {count} inputs: give one per input, or one for all"
-    )
+    raise UserError(f"Got {len(labels)} --label values for {count} inputs: give one per input, or one for all")
   return labels
 
 
