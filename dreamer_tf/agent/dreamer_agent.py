@@ -80,7 +80,10 @@ class DreamerAgent(tf_agent.TFAgent):
       collect_policy,
       train_sequence_length=config.replay.batch_length,
       training_data_spec=step_spec(observation_spec, action_spec),
-      train_step_counter=train_step_counter,
+      # Its own counter rather than TF-Agents' process-wide global step, so agents do not share one.
+      train_step_counter=train_step_counter
+      if train_step_counter is not None
+      else tf.Variable(0, dtype=tf.int64, trainable=False, name="train_step"),
     )
 
   def _variable_groups(self):

@@ -14,6 +14,7 @@ the achieved ratio stays within one update of the target.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -41,6 +42,35 @@ _log = logging.getLogger(__name__)
 
 # Config sections that must match when a logdir is resumed: they shape the networks and data.
 _RESUME_MUST_MATCH = ("model", "env", "replay.batch_size", "replay.batch_length")
+
+
+@dataclasses.dataclass
+class _Schedule:
+  """When the periodic work last ran, and the throughput since the last log write."""
+
+  last_log: float
+  last_ckpt: float
+  last_eval: int
+  last_export: int
+  last_video: int
+  steps: int = 0  # agent steps since the last log write
+  updates: int = 0
+  train_secs: float = 0.0
+
+  @classmethod
+  def start(cls, agent_steps: int) -> _Schedule:
+    now = time.time()
+    return cls(now, now, agent_steps, agent_steps, agent_steps)
+
+  def add_training(self, updates: int, seconds: float) -> None:
+    self.updates += updates
+    self.train_secs += seconds
+
+  def fps(self) -> float:
+    return self.steps / max(1e-6, time.time() - self.last_log)
+
+  def reset_rates(self) -> None:
+    self.last_log, self.steps, self.updates, self.train_secs = time.time(), 0, 0, 0.0
 
 
 class NonFiniteError(UserError):
@@ -187,6 +217,16 @@ class Trainer:
       seed=run.seed,
     )
     self.observer = DreamerStepObserver(self.replay)
+    self.reverb = None  # --replay=reverb: actors (python -m dreamer_tf.actor) collect; see docs/reverb.md.
+    if config.replay.backend == "reverb":
+      from dreamer_tf.replay.reverb_replay import ReverbLearner
+
+      self.reverb = ReverbLearner(config, self.replay.data_spec, self.agent, self.logdir / "reverb")
+      _log.info(
+        "Reverb replay at %s: start actors with --reverb_address=HOST:%s",
+        self.reverb.address,
+        self.reverb.address.rsplit(":", 1)[-1],
+      )
     self.checkpointer = distribute.DistributedCheckpointer(
       self.strategy, pathlib.Path(logdir) / "checkpoints", keep=2, agent=self.agent, counters=self.counters
     )
@@ -204,19 +244,26 @@ class Trainer:
 
   def restore(self, path=None):
     """Restores the latest (or the given) checkpoint, including the replay buffer."""
-    self.restored_from = self.checkpointer.restore(path, extra_restore_fns={"replay": self.replay.restore})
+    # With Reverb the server restored its tables from <logdir>/reverb when it started.
+    extra = {} if self.reverb is not None else {"replay": self.replay.restore}
+    self.restored_from = self.checkpointer.restore(path, extra_restore_fns=extra)
     if self.restored_from:
       _log.info(
         "Restored %s at step %d (%d updates, replay %d steps)",
         self.restored_from,
         self.agent_steps,
         self.updates,
-        self.replay.size,
+        self.replay.size if self.reverb is None else self.reverb.stats()["items"] * self.reverb.settings.stride,
       )
     return self.restored_from
 
   def save(self):
-    return self.checkpointer.save(self.agent_steps, extra_save_fns={"replay": self.replay.save})
+    return self.checkpointer.save(self.agent_steps, extra_save_fns=self._replay_payload())
+
+  def _replay_payload(self) -> dict:
+    if self.reverb is not None:
+      return {"reverb": self.reverb.checkpoint}
+    return {"replay": self.replay.save}
 
   @property
   def agent_steps(self) -> int:
@@ -249,7 +296,10 @@ class Trainer:
 
   def train_once(self):
     if self._dataset is None:
-      dataset = self.replay.as_dataset(self.batch_size, self.batch_length)
+      if self.reverb is not None:
+        dataset = self.reverb.dataset()
+      else:
+        dataset = self.replay.as_dataset(self.batch_size, self.batch_length)
       self._dataset = iter(distribute.distribute_dataset(self.strategy, dataset))
     batch = next(self._dataset)
     info = self._train_fn(batch)
@@ -288,6 +338,8 @@ class Trainer:
     """Trains until ``steps`` agent steps (default ``config.run.steps``) or a signal."""
     run = self.config.run
     total = int(steps if steps is not None else run.steps)
+    if self.reverb is not None:
+      return self._run_reverb(total, signals)
     policy = py_tf_eager_policy.PyTFEagerPolicy(self.agent.collect_policy, use_tf_function=True, batch_time_steps=False)
     tracker = envs_lib.EpisodeTracker(run.envs)
     recorder = EpisodeVideoRecorder()
@@ -311,18 +363,13 @@ class Trainer:
     tracker.update(time_step)
     policy_state = policy.get_initial_state(run.envs)
     progress = ProgressBar(total, self.agent_steps)
-    last_log = last_ckpt = time.time()
-    last_video = last_eval = last_export = self.agent_steps
-    fps_steps, fps_time, train_time, train_updates = 0, time.time(), 0.0, 0
+    schedule = _Schedule.start(self.agent_steps)
     last_return = None
     try:
-      while self.agent_steps < total:
-        if distribute.any_worker(self.strategy, signals is not None and signals.requested):
-          _log.warning("Received %s: saving a checkpoint and stopping", signals.signal_name)
-          break
+      while self.agent_steps < total and not self._stop_requested(signals):
         time_step, policy_state = driver.run(time_step, policy_state)
         self.counters.agent_steps.assign_add(collected[0])
-        fps_steps += collected[0]
+        schedule.steps += collected[0]
         collected[0] = 0
         for stats in finished:
           self.counters.episodes.assign_add(1)
@@ -338,59 +385,108 @@ class Trainer:
           start = time.time()
           for _ in range(due):
             self.train_once()
-          train_time += time.time() - start
-          train_updates += due
-        now = time.time()
-        progress.update(self.agent_steps, fps=fps_steps / max(1e-6, now - fps_time), last_return=last_return)
-        if now - last_log >= run.log_every_secs:
-          self._write_logs(fps_steps / max(1e-6, now - fps_time), train_updates, train_time)
-          fps_steps, fps_time, train_time, train_updates = 0, now, 0.0, 0
-          last_log = now
-        if run.video_every and self.agent_steps - last_video >= run.video_every and self._last_batch is not None:
+          schedule.add_training(due, time.time() - start)
+        progress.update(self.agent_steps, fps=schedule.fps(), last_return=last_return)
+        if (
+          run.video_every and self.agent_steps - schedule.last_video >= run.video_every and self._last_batch is not None
+        ):
           self._write_videos()
           recorder.arm()
-          last_video = self.agent_steps
-        if run.eval_every and self.agent_steps - last_eval >= run.eval_every:
-          if self.chief:
-            self.evaluate(run.eval_episodes)
-          last_eval = self.agent_steps
-        if run.export_every and self.agent_steps - last_export >= run.export_every:
-          if self.chief:
-            self.export()
-          last_export = self.agent_steps
-        # Every worker must take part in a checkpoint: agree on the clock-based decision.
-        # Never in the middle of a non-finite streak: the last good state stays the newest.
-        due = now - last_ckpt >= run.checkpoint_every_secs and not self._nonfinite_streak
-        if distribute.any_worker(self.strategy, due):
-          self.save()
-          last_ckpt = time.time()
+          schedule.last_video = self.agent_steps
+        self._periodic(schedule)
     finally:
       progress.close()  # An exception (e.g. NonFiniteError) skips the final save below.
-    self._write_logs(fps_steps / max(1e-6, time.time() - fps_time), train_updates, train_time)
+    return self._finish(schedule)
+
+  def _run_reverb(self, total: int, signals=None):
+    """Trains on the actors' data in Reverb until ``total`` agent steps (all actors) or a signal.
+
+    The rate limiter of the Reverb table holds the train ratio (docs/reverb.md): the dataset
+    waits while the learner is ahead. Agent steps are estimated as ``inserts * stride``.
+    """
+    self.reverb.push(force=True)
+    progress = ProgressBar(total, self.agent_steps)
+    schedule = _Schedule.start(self.agent_steps)
+    try:
+      while self.agent_steps < total and not self._stop_requested(signals):
+        start = time.time()
+        try:
+          self.train_once()
+          schedule.add_training(1, time.time() - start)
+        except (StopIteration, tf.errors.OutOfRangeError, tf.errors.DeadlineExceededError):
+          self._dataset = None  # No sample allowed within the timeout (no actors yet): poll again.
+        self.reverb.push()
+        before = self.agent_steps
+        self.counters.agent_steps.assign(max(before, self.reverb.agent_steps()))
+        schedule.steps += self.agent_steps - before
+        progress.update(self.agent_steps, fps=schedule.fps())
+        self._periodic(schedule)
+    finally:
+      progress.close()
+    self.counters.agent_steps.assign(max(self.agent_steps, self.reverb.agent_steps()))
+    return self._finish(schedule)
+
+  def _stop_requested(self, signals) -> bool:
+    # Every worker stops together: agree on a signal that reached one of them.
+    if distribute.any_worker(self.strategy, signals is not None and signals.requested):
+      _log.warning("Received %s: saving a checkpoint and stopping", signals.signal_name if signals else "a signal")
+      return True
+    return False
+
+  def _periodic(self, schedule: _Schedule):
+    """Logs, evaluates, exports and checkpoints when their intervals have passed."""
+    run = self.config.run
+    now = time.time()
+    if now - schedule.last_log >= run.log_every_secs:
+      self._write_logs(schedule)
+    if run.eval_every and self.agent_steps - schedule.last_eval >= run.eval_every:
+      if self.chief:
+        self.evaluate(run.eval_episodes)
+      schedule.last_eval = self.agent_steps
+    if run.export_every and self.agent_steps - schedule.last_export >= run.export_every:
+      if self.chief:
+        self.export()
+      schedule.last_export = self.agent_steps
+    # Every worker must take part in a checkpoint: agree on the clock-based decision.
+    # Never in the middle of a non-finite streak: the last good state stays the newest.
+    due = now - schedule.last_ckpt >= run.checkpoint_every_secs and not self._nonfinite_streak
+    if distribute.any_worker(self.strategy, due):
+      self.save()
+      schedule.last_ckpt = time.time()
+
+  def _finish(self, schedule: _Schedule) -> int:
+    self._write_logs(schedule)
     self.save()
     self.logger.flush()
     return self.agent_steps
 
-  def _write_logs(self, fps, train_updates, train_time):
+  def _write_logs(self, schedule: _Schedule):
+    """Writes the mean training metrics and the throughput since the last write."""
     if self._metrics:
       keys = self._metrics[0].keys()
       means = {k: float(np.mean([m[k].numpy() for m in self._metrics])) for k in keys}
       self.logger.scalars(means, prefix="train")
       self._metrics = []
+    if self.reverb is not None:
+      stats = self.reverb.stats()
+      size, ratio = stats["items"], stats["achieved_ratio"]
+    else:
+      size = self.replay.size
+      ratio = self.achieved_ratio() if self.counters.train_start_step.numpy() >= 0 else 0.0
+    replayed = self.batch_size * self.batch_length
     self.logger.scalars(
       {
-        "fps/policy": fps,
-        "fps/train": train_updates * self.batch_size * self.batch_length / max(1e-6, train_time)
-        if train_updates
-        else 0.0,
-        "replay/size": self.replay.size,
+        "fps/policy": schedule.fps(),
+        "fps/train": schedule.updates * replayed / schedule.train_secs if schedule.updates else 0.0,
+        "replay/size": size,
         "train/updates": self.updates,
         "train/nonfinite_skips": self._nonfinite_total,
-        "train/achieved_ratio": self.achieved_ratio() if self.counters.train_start_step.numpy() >= 0 else 0.0,
+        "train/achieved_ratio": ratio,
         "episodes": int(self.counters.episodes.numpy()),
       }
     )
     self.logger.write(self.agent_steps)
+    schedule.reset_rates()
 
   def _write_videos(self):
     videos = self._report_fn(self._last_batch)
@@ -421,3 +517,5 @@ class Trainer:
   def close(self):
     self.logger.close()
     self.env.close()
+    if self.reverb is not None:
+      self.reverb.close()
