@@ -43,11 +43,13 @@ class OneHotCategorical:
     logits = _f32(logits)
     if unimix:
       probs = tf.nn.softmax(logits, -1)
-      probs = (1.0 - unimix) * probs + unimix / tf.cast(tf.shape(logits)[-1], _F32)
-      logits = tf.math.log(probs)
-    self.logits = logits
-    self.log_probs = tf.nn.log_softmax(logits, -1)
-    self.probs = tf.exp(self.log_probs)
+      self.probs = (1.0 - unimix) * probs + unimix / tf.cast(tf.shape(logits)[-1], _F32)
+      self.log_probs = tf.math.log(self.probs)  # Already normalised: these are the logits.
+      self.logits = self.log_probs
+    else:
+      self.logits = logits
+      self.log_probs = tf.nn.log_softmax(logits, -1)
+      self.probs = tf.exp(self.log_probs)
     self._sum_axes = list(range(-event_dims - 1, 0))
 
   def _straight_through(self, onehot):

@@ -147,8 +147,9 @@ def test_output_shapes():
   out = run(layer)
   for key in ("post", "prior"):
     assert out[key]["deter"].shape == (2, 4, 8)
-    assert out[key]["stoch"].shape == (2, 4, 2, 4)
     assert out[key]["logits"].shape == (2, 4, 2, 4)
+  assert out["post"]["stoch"].shape == (2, 4, 2, 4)
+  assert "stoch" not in out["prior"]  # filtering does not sample the prior
   assert out["feat"].shape == (2, 4, 8 + 2 * 4) and layer.feat_size == 16
   np.testing.assert_allclose(out["post"]["stoch"].numpy().sum(-1), 1.0, atol=1e-6)
   layer, run = _make("Head_twohot")
@@ -195,6 +196,7 @@ def test_rssm_resets_to_learned_initial_state_on_first():
   post_b, prior_b = rssm.obs_step(rssm.initial(2), tf.zeros([2, 3]), embed[:, 0], first, seed)
   for key in ("deter", "stoch", "logits"):
     np.testing.assert_allclose(post_a[key].numpy(), post_b[key].numpy(), atol=1e-6)
+  for key in ("deter", "logits"):
     np.testing.assert_allclose(prior_a[key].numpy(), prior_b[key].numpy(), atol=1e-6)
   init = rssm.initial(2)
   np.testing.assert_allclose(init["deter"].numpy()[0], np.tanh(np.linspace(-1, 1, 8)), rtol=1e-5)

@@ -109,29 +109,32 @@ class RSSM(keras.layers.Layer):
     tile = lambda x: tf.broadcast_to(x, tf.concat([[batch_size], tf.shape(x)[1:]], 0))  # XLA-friendly
     return dict(deter=tile(deter), stoch=tile(stoch), logits=tile(dist.logits))
 
-  def _reset(self, state, action, is_first):
-    """Replaces state and action by the initial state where ``is_first``."""
-    keep = 1.0 - tf.cast(is_first, tf.float32)
-    mask = lambda x: x * tf.reshape(tf.cast(keep, x.dtype), [-1] + [1] * (x.shape.rank - 1))
-    init = self.initial(tf.shape(is_first)[0])
-    first = 1.0 - keep
-    add = lambda x: x * tf.reshape(tf.cast(first, x.dtype), [-1] + [1] * (x.shape.rank - 1))
-    state = {k: mask(state[k]) + add(tf.cast(init[k], state[k].dtype)) for k in state}
-    return state, mask(action)
+  def _reset(self, state, action, is_first, init):
+    """Replaces state and action by the initial state (``init``, batch 1) where ``is_first``."""
+    first = tf.cast(is_first, tf.bool)
+    where = lambda x, y: tf.where(tf.reshape(first, [-1] + [1] * (x.shape.rank - 1)), y, x)
+    state = {k: where(state[k], tf.cast(init[k], state[k].dtype)) for k in state}
+    return state, where(action, tf.zeros_like(action))
 
   def _clip_action(self, action):
     if not self.action_clip:
       return action
     return action * tf.stop_gradient(self.action_clip / tf.maximum(self.action_clip, tf.abs(action)))
 
-  def img_step(self, prev_state, prev_action, seed):
-    """One step of the prior: sequence model and dynamics predictor."""
+  def img_step(self, prev_state, prev_action, seed, sample=True):
+    """One step of the prior: sequence model and dynamics predictor.
+
+    With ``sample=False`` the prior is not sampled (filtering needs only its logits)
+    and ``stoch`` is omitted from the result.
+    """
     dtype = self.compute_dtype
     prev_action = tf.cast(self._clip_action(tf.cast(prev_action, tf.float32)), dtype)
     prev_stoch = tf.reshape(tf.cast(prev_state["stoch"], dtype), [-1, self.stoch * self.classes])
     x = self.img_in(tf.concat([prev_stoch, prev_action], -1))
     deter = self._gru(x, tf.cast(prev_state["deter"], dtype))
     dist = self._stats(self.img_stats, self.img_out(deter))
+    if not sample:
+      return dict(deter=deter, logits=dist.logits)
     stoch = tf.cast(dist.sample(seed), dtype)
     return dict(deter=deter, stoch=stoch, logits=dist.logits)
 
@@ -144,20 +147,20 @@ class RSSM(keras.layers.Layer):
     return update * cand + (1.0 - update) * deter
 
   def obs_step(self, prev_state, prev_action, embed, is_first, seed):
-    """One filtering step: returns ``(posterior, prior)`` states."""
-    return self._obs_step(prev_state, prev_action, self.embed_projection(embed), is_first, seed)
+    """One filtering step: returns ``(posterior, prior)`` states (the prior without ``stoch``)."""
+    return self._obs_step(prev_state, prev_action, self.embed_projection(embed), is_first, seed, self.initial(1))
 
   def embed_projection(self, embed):
     """The embedding's share of the posterior layer's matmul (computed once per sequence)."""
     return self.obs_out.project(embed, self.deter)
 
-  def _obs_step(self, prev_state, prev_action, embed_proj, is_first, seed):
-    prev_state, prev_action = self._reset(prev_state, tf.cast(prev_action, tf.float32), is_first)
-    seed_prior, seed_post = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    prior = self.img_step(prev_state, prev_action, seed_prior)
+  def _obs_step(self, prev_state, prev_action, embed_proj, is_first, seed, init):
+    prev_state = {"deter": prev_state["deter"], "stoch": prev_state["stoch"]}
+    prev_state, prev_action = self._reset(prev_state, tf.cast(prev_action, tf.float32), is_first, init)
+    prior = self.img_step(prev_state, prev_action, None, sample=False)
     x = self.obs_out.finish(self.obs_out.project(prior["deter"], 0, self.deter) + embed_proj)
     dist = self._stats(self.obs_stats, x)
-    stoch = tf.cast(dist.sample(seed_post), self.compute_dtype)
+    stoch = tf.cast(dist.sample(seed), self.compute_dtype)
     post = dict(deter=prior["deter"], stoch=stoch, logits=dist.logits)
     return post, prior
 
@@ -165,7 +168,8 @@ class RSSM(keras.layers.Layer):
     """Filters a batch of sequences with ``tf.scan`` over time.
 
     The embedding's part of the posterior layer is one matmul over all ``B x T``
-    steps before the loop; the loop computes only what depends on the state.
+    steps before the loop, and the initial state is computed once; the loop
+    computes only what depends on the state.
 
     Args:
       embed_BT: Encoder outputs ``[B, T, E]``.
@@ -175,12 +179,14 @@ class RSSM(keras.layers.Layer):
       state: The state before the first step (default: initial).
 
     Returns:
-      ``(post, prior)`` dicts of ``[B, T, ...]`` tensors.
+      ``(post, prior)`` dicts of ``[B, T, ...]`` tensors; the prior has ``deter``
+      and ``logits``.
     """
     batch = tf.shape(embed_BT)[0]
     length = tf.shape(embed_BT)[1]
+    init = self.initial(1)
     if state is None:
-      state = self.initial(batch)
+      state = {k: tf.broadcast_to(v, tf.concat([[batch], tf.shape(v)[1:]], 0)) for k, v in init.items()}
     seeds = tf.random.experimental.stateless_split(seed, length)
     swap = lambda x: tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
     embed_TB = swap(embed_BT)
@@ -192,10 +198,10 @@ class RSSM(keras.layers.Layer):
     def step(carry, inp):
       post, _ = carry
       proj, action, first, step_seed = inp
-      return self._obs_step(post, action, proj, first, step_seed)
+      return self._obs_step(post, action, proj, first, step_seed, init)
 
-    empty = {k: tf.zeros_like(v) for k, v in state.items()}
-    post, prior = tf.scan(step, inputs, initializer=(state, empty))
+    empty_prior = {"deter": tf.zeros_like(state["deter"]), "logits": tf.zeros_like(state["logits"])}
+    post, prior = tf.scan(step, inputs, initializer=(state, empty_prior))
     return tf.nest.map_structure(swap, post), tf.nest.map_structure(swap, prior)
 
   def imagine(self, policy_fn, start, horizon, seed):
