@@ -225,3 +225,48 @@ def test_actor_flag_errors(args):
     timeout=120,
   )
   assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_learner_keeps_training_when_an_actor_dies(tmp_path):
+  overrides = ["run.train_ratio=4", "run.train_start=32", "run.log_every_secs=2"]
+  learner = Learner(overrides, portpicker.pick_unused_port())
+  config = learner.config
+  B, T = config.replay.batch_size, config.replay.batch_length
+  learner.push(version=1)
+  actors = {
+    seed: start_actor(
+      f"127.0.0.1:{learner.port}", seed, overrides, "--pull_every_steps=20", log_path=tmp_path / f"a{seed}.log"
+    )
+    for seed in (1, 2)
+  }
+  try:
+    dataset = ReverbReplay.as_dataset(
+      learner.address, DATA_TABLE, B, T, learner.data_spec, with_info=True, rate_limiter_timeout_ms=150_000
+    )
+    train = tf.function(learner.agent.train)
+    seen_after_kill, updates_after_kill, killed = set(), 0, False
+    deadline = time.monotonic() + 150
+    seen = set()
+    for step, info in dataset:
+      assert np.isfinite(train(step).loss.numpy())
+      ids = set(info["actor_id"].numpy().ravel().tolist())
+      seen |= ids
+      if not killed and {1, 2} <= seen:
+        actors[1].kill()  # SIGKILL: the actor dies without closing its writers.
+        actors[1].wait(30)
+        killed = True
+        inserts_at_kill = learner.table_info().rate_limiter_info.insert_stats.completed
+      elif killed:
+        updates_after_kill += 1
+        seen_after_kill |= ids
+      if updates_after_kill >= 6 or time.monotonic() > deadline:
+        break
+    assert killed, f"both actors never wrote: {seen}"
+    # The learner went on training on the surviving actor's new data.
+    assert updates_after_kill >= 6
+    assert learner.table_info().rate_limiter_info.insert_stats.completed > inserts_at_kill
+    assert 2 in seen_after_kill
+  finally:
+    codes = {seed: stop_actor(p) for seed, p in actors.items()}
+    learner.server.stop()
+  assert codes[2] == 0, (tmp_path / "a2.log").read_text()[-3000:]
