@@ -374,11 +374,10 @@ def restore_agent(logdir: str | os.PathLike, checkpoint: str | os.PathLike | Non
     UserError: a missing config, environment name or checkpoint.
   """
   import yaml
-  from tf_agents.specs import tensor_spec
 
   from dreamer_tf.agent.dreamer_agent import DreamerAgent
   from dreamer_tf.config import Config, validate
-  from dreamer_tf.envs import make_env
+  from dreamer_tf.envs import env_tensor_specs
   from dreamer_tf.training.checkpointer import Checkpointer
 
   logdir = pathlib.Path(logdir)
@@ -392,12 +391,7 @@ def restore_agent(logdir: str | os.PathLike, checkpoint: str | os.PathLike | Non
     env = json.loads(run_file.read_text()).get("env")
   if not env:
     raise UserError(f"{logdir} has no run.json naming the environment: pass --env=NAME")
-  py_env = make_env(env, config, seed=0)
-  try:
-    time_step_spec = tensor_spec.from_spec(py_env.time_step_spec())
-    action_spec = tensor_spec.from_spec(py_env.action_spec())
-  finally:
-    py_env.close()
+  time_step_spec, action_spec = env_tensor_specs(env, config)
   previous = tf.keras.mixed_precision.global_policy()
   tf.keras.mixed_precision.set_global_policy("float32")
   try:

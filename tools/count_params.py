@@ -28,22 +28,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def count(env_name: str, presets=(), overrides=()) -> dict:
   """Builds the environment and the agent; returns ``{"world_model", "actor", "critic"}`` counts."""
-  from tf_agents.specs import tensor_spec
 
-  from dreamer_tf.agent.dreamer_agent import DreamerAgent, time_step_spec_from
-  from dreamer_tf.config import load_config
-  from dreamer_tf.envs import has_image_observation, make_env
+  from dreamer_tf.agent.dreamer_agent import DreamerAgent
+  from dreamer_tf.envs import env_tensor_specs
+  from dreamer_tf.main import resolve_config
 
-  config = load_config(env_name, presets, overrides)
-  if env_name.startswith("gym_"):
-    config = load_config(env_name, presets, overrides, has_image=has_image_observation(env_name, config))
-  env = make_env(env_name, config, seed=0)
-  try:
-    obs_spec = tensor_spec.from_spec(env.observation_spec())
-    action_spec = tensor_spec.from_spec(env.action_spec())
-  finally:
-    env.close()
-  agent = DreamerAgent(time_step_spec_from(obs_spec), action_spec, config)
+  config = resolve_config(env_name, presets, overrides)
+  agent = DreamerAgent(*env_tensor_specs(env_name, config), config)
   return agent.parameter_counts()
 
 

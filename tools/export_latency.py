@@ -71,12 +71,11 @@ def measure(version_dir: str, iters: int, batch_iters: int, batch: int = 64, war
 
 def benchmark(presets, env_name: str, iters: int, batch_iters: int, batch: int = 64) -> dict:
   import tensorflow as tf
-  from tf_agents.specs import tensor_spec
 
   from dreamer_tf import export
   from dreamer_tf.agent.dreamer_agent import DreamerAgent
   from dreamer_tf.config import load_config
-  from dreamer_tf.envs import make_env
+  from dreamer_tf.envs import env_tensor_specs
 
   results = {
     "env": env_name,
@@ -86,12 +85,7 @@ def benchmark(presets, env_name: str, iters: int, batch_iters: int, batch: int =
   }
   for preset in presets:
     config = load_config(env_name, [preset])
-    env = make_env(env_name, config, seed=0)
-    try:
-      time_step_spec = tensor_spec.from_spec(env.time_step_spec())
-      action_spec = tensor_spec.from_spec(env.action_spec())
-    finally:
-      env.close()
+    time_step_spec, action_spec = env_tensor_specs(env_name, config)
     agent = DreamerAgent(time_step_spec, action_spec, config, seed=0)
     counts = agent.parameter_counts()
     with tempfile.TemporaryDirectory() as tmp:

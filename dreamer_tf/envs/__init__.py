@@ -12,11 +12,22 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from dreamer_tf.envs.factory import (
   SUITES,
+  env_tensor_specs,
   has_image_observation,
   make_batched_env,
   make_env,
   parse_name,
+  tensor_specs,
 )
 from dreamer_tf.envs.tracker import EpisodeTracker
 
-__all__ = ["SUITES", "EpisodeTracker", "has_image_observation", "make_batched_env", "make_env", "parse_name"]
+__all__ = [
+  "SUITES",
+  "EpisodeTracker",
+  "env_tensor_specs",
+  "has_image_observation",
+  "make_batched_env",
+  "make_env",
+  "parse_name",
+  "tensor_specs",
+]

@@ -161,3 +161,19 @@ def has_image_observation(name: str, config) -> bool:
   from dreamer_tf.envs import gym
 
   return gym.has_image(task)
+
+
+def tensor_specs(py_env):
+  """``(time_step_spec, action_spec)`` of a PyEnvironment as TensorSpecs (what an agent is built from)."""
+  from tf_agents.specs import tensor_spec
+
+  return tensor_spec.from_spec(py_env.time_step_spec()), tensor_spec.from_spec(py_env.action_spec())
+
+
+def env_tensor_specs(name: str, config):
+  """Builds ``--env=name`` once and returns its :func:`tensor_specs`, closing the environment."""
+  env = make_env(name, config, seed=0)
+  try:
+    return tensor_specs(env)
+  finally:
+    env.close()

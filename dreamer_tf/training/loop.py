@@ -25,7 +25,6 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.drivers import py_driver
 from tf_agents.policies import py_tf_eager_policy
-from tf_agents.specs import tensor_spec
 
 from dreamer_tf import distribute
 from dreamer_tf import envs as envs_lib
@@ -141,9 +140,7 @@ def set_precision(precision: str) -> None:
   tf.keras.mixed_precision.set_global_policy(precision)
 
 
-def specs_of(py_env):
-  """TensorSpecs of a PyEnvironment: ``(time_step_spec, action_spec)``."""
-  return tensor_spec.from_spec(py_env.time_step_spec()), tensor_spec.from_spec(py_env.action_spec())
+specs_of = envs_lib.tensor_specs
 
 
 def evaluate(policy, env, episodes: int, max_steps: int = 10**7) -> list[dict]:

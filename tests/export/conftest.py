@@ -13,12 +13,11 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from tf_agents.specs import tensor_spec
 
 from dreamer_tf import export
 from dreamer_tf.agent.dreamer_agent import DreamerAgent
 from dreamer_tf.config import load_config, save_config
-from dreamer_tf.envs import make_env
+from dreamer_tf.envs import env_tensor_specs
 from dreamer_tf.training.checkpointer import Checkpointer
 
 ENV = "atari100k_pong"
@@ -59,13 +58,7 @@ def debug_config():
 
 
 def build_agent(config, seed=0):
-  env = make_env(ENV, config, seed=0)
-  try:
-    time_step_spec = tensor_spec.from_spec(env.time_step_spec())
-    action_spec = tensor_spec.from_spec(env.action_spec())
-  finally:
-    env.close()
-  return DreamerAgent(time_step_spec, action_spec, config, seed=seed)
+  return DreamerAgent(*env_tensor_specs(ENV, config), config, seed=seed)
 
 
 @pytest.fixture(scope="session")
