@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import check_action_spec, check_step, run_until_last
+from env_checks import check_action_spec, check_step, run_until_last
 from tf_agents.environments import utils
 
 from dreamer_tf.config import load_config

@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ENV, REPO, SAVED_MODEL_CLI, TRAIN_STEP, build_agent, debug_config, run_tf_only
+from export_helpers import ENV, REPO, SAVED_MODEL_CLI, TRAIN_STEP, build_agent, debug_config, run_tf_only
 
 from dreamer_tf import export
 from dreamer_tf.envs import make_env

@@ -3,7 +3,7 @@
 import importlib.util
 import json
 
-from conftest import REPO
+from export_helpers import REPO
 
 _spec = importlib.util.spec_from_file_location("dreamer_tools_export_latency", REPO / "tools" / "export_latency.py")
 export_latency = importlib.util.module_from_spec(_spec)

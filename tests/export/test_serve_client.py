@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ENV, REPO, TRAIN_STEP
+from export_helpers import ENV, REPO, TRAIN_STEP
 from standin_server import StandInModelServer
 
 from dreamer_tf.envs import make_env
