@@ -5,7 +5,7 @@ import tensorflow as tf
 from dreamer_tf.agent import distributions
 from dreamer_tf.agent.networks.image_decoder import ImageDecoder
 from dreamer_tf.agent.networks.mlp import MLP
-from dreamer_tf.agent.networks.multi_encoder import select_keys
+from dreamer_tf.agent.networks.multi_encoder import select_keys, stacked_image_shape
 from dreamer_tf.agent.networks.norm_dense import kernel_initializer
 
 keras = tf.keras
@@ -36,8 +36,7 @@ class MultiDecoder(keras.layers.Layer):
     )
     self.cnn = None
     if self.cnn_keys:
-      h, w = self.shapes[self.cnn_keys[0]][:2]
-      channels = sum(self.shapes[k][-1] for k in self.cnn_keys)
+      h, w, channels = stacked_image_shape(self.shapes, self.cnn_keys)
       self.cnn = ImageDecoder((h, w, channels), cnn_depth, minres, norm_eps, name="cnn")
     self.mlp = MLP(layers, units, norm_eps, name="mlp") if self.mlp_keys else None
     self.vector_out = {

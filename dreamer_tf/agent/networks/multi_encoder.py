@@ -21,6 +21,12 @@ def select_keys(shapes: dict, cnn_keys: str, mlp_keys: str):
   return cnn, mlp
 
 
+def stacked_image_shape(shapes: dict, cnn_keys) -> tuple:
+  """``(H, W, C)`` of the image keys concatenated along channels (the CNN's input and output)."""
+  h, w = shapes[cnn_keys[0]][:2]
+  return (h, w, sum(shapes[k][-1] for k in cnn_keys))
+
+
 class MultiEncoder(keras.layers.Layer):
   """The world model's encoder over a dict of observations.
 
@@ -73,8 +79,7 @@ class MultiEncoder(keras.layers.Layer):
     self.mlp = MLP(layers, units, norm_eps, symlog_inputs, name="mlp") if self.mlp_keys else None
     self.output_size = 0
     if self.cnn:
-      h, w = self.shapes[self.cnn_keys[0]][:2]
-      channels = sum(self.shapes[k][-1] for k in self.cnn_keys)
+      h, w, channels = stacked_image_shape(self.shapes, self.cnn_keys)
       self.cnn.build((None, h, w, channels))
       self.output_size += self.cnn.output_size
     if self.mlp:
