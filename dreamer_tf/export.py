@@ -114,8 +114,14 @@ def _check_batch(name: str, x, ref_name: str, ref):
 
 
 def _check_finite(name: str, x):
+  """An in-graph assertion that ``x`` holds no NaN or Inf, whatever its (possibly wrong) shape.
+
+  Flattened first: a plain ``reduce_all`` reduces over the axes of the signature's static rank and
+  would fail on a wrongly ranked input before ``_check_shape`` (run in parallel) can name it.
+  """
+  finite = tf.math.is_finite(tf.reshape(x, [-1]))
   return tf.debugging.Assert(
-    tf.reduce_all(tf.math.is_finite(x)), [f"input {name} holds NaN or Inf values"], name=f"check_{name}_finite"
+    tf.reduce_all(finite), [f"input {name} holds NaN or Inf values"], name=f"check_{name}_finite"
   )
 
 
