@@ -12,6 +12,10 @@ goal, 0 on the outermost cells. The observation is ``[position / RADIUS]``.
 The best policy walks straight to the goal and stays there, for a mean return of about 19.0
 (``LENGTH`` minus the rewards lost on the way in); a uniformly random policy wanders and earns
 about 8.8 (standard deviation 5 over episodes), and always staying put earns about 8.1.
+
+``GoalLineContinuous-v0`` is the same task with a continuous action in ``[-1, 1]``: the agent
+moves by that many cells (the position is real-valued and clipped at the ends). It exercises the
+continuous actor and its dynamics-backpropagation gradient on the same reward.
 """
 
 import gymnasium
@@ -21,6 +25,7 @@ from gymnasium import spaces
 RADIUS = 6
 LENGTH = 20
 ENV_ID = "GoalLine-v0"
+CONTINUOUS_ENV_ID = "GoalLineContinuous-v0"
 
 
 class GoalLineEnv(gymnasium.Env):
@@ -48,5 +53,22 @@ class GoalLineEnv(gymnasium.Env):
     return self._obs(), float(reward), False, False, {}
 
 
+class GoalLineContinuousEnv(GoalLineEnv):
+  """GoalLine with a continuous move of ``action`` cells per step, ``action`` in ``[-1, 1]``."""
+
+  def __init__(self):
+    super().__init__()
+    self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    self._position = 0.0
+
+  def step(self, action):
+    move = float(np.clip(np.asarray(action, np.float32).reshape(-1)[0], -1.0, 1.0))
+    self._position = float(np.clip(self._position + move, -RADIUS, RADIUS))
+    reward = 1.0 - abs(self._position) / RADIUS
+    return self._obs(), float(reward), False, False, {}
+
+
 if ENV_ID not in gymnasium.registry:
   gymnasium.register(ENV_ID, entry_point=GoalLineEnv, max_episode_steps=LENGTH)
+if CONTINUOUS_ENV_ID not in gymnasium.registry:
+  gymnasium.register(CONTINUOUS_ENV_ID, entry_point=GoalLineContinuousEnv, max_episode_steps=LENGTH)

@@ -1,7 +1,8 @@
 """The agent learns: a short CPU training run beats a random policy on a tiny task.
 
 The task is ``GoalLine-v0`` (``goal_line_env.py``): walk along a 13-cell line to its centre
-and stay there, 20 steps per episode, dense reward. A uniformly random policy earns about
+and stay there, 20 steps per episode, dense reward; ``GoalLineContinuous-v0`` is the same task
+with a continuous move in [-1, 1] cells, for the continuous actor. A uniformly random policy earns about
 8.8 per episode (standard deviation 5) and the best policy about 19.0. After ``STEPS`` agent
 steps of training with the ``debug`` preset (plus the overrides below), the greedy policy
 (:meth:`Trainer.evaluate`) must beat the random policy, measured here on the same environment,
@@ -11,6 +12,7 @@ measured over several seeds (at least 7.3 on seeds 0-3) and the wall time.
 Run one seed by hand (prints both returns)::
 
   .venv/bin/python tests/learning/test_learning.py --seed=1
+  .venv/bin/python tests/learning/test_learning.py --seed=1 --env=gym_goal_line_env:GoalLineContinuous-v0
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ if str(HERE) not in sys.path:
   sys.path.insert(0, str(HERE))  # Makes goal_line_env importable, as a user's own package would be.
 
 ENV = "gym_goal_line_env:GoalLine-v0"
+CONTINUOUS_ENV = "gym_goal_line_env:GoalLineContinuous-v0"
 STEPS = 2500
 EPISODES = 30
 MARGIN = 5.0
@@ -50,13 +53,13 @@ OVERRIDES = (
 )
 
 
-def make_config(seed: int, extra=()):
+def make_config(seed: int, extra=(), env: str = ENV):
   from dreamer_tf.main import resolve_config
 
-  return resolve_config(ENV, ["debug"], [*OVERRIDES, *extra, f"run.seed={seed}"])
+  return resolve_config(env, ["debug"], [*OVERRIDES, *extra, f"run.seed={seed}"])
 
 
-def random_policy_returns(config, episodes: int) -> list[float]:
+def random_policy_returns(config, episodes: int, env_name: str = ENV) -> list[float]:
   """Returns of a uniformly random policy on the evaluation environment of ``Trainer.evaluate``."""
   import tensorflow as tf
   from tf_agents.policies import random_tf_policy
@@ -64,7 +67,7 @@ def random_policy_returns(config, episodes: int) -> list[float]:
   from dreamer_tf import envs as envs_lib
   from dreamer_tf.training import loop
 
-  env = envs_lib.make_env(ENV, config, seed=config.run.seed + 10_000)  # The seed Trainer.evaluate uses.
+  env = envs_lib.make_env(env_name, config, seed=config.run.seed + 10_000)  # The seed Trainer.evaluate uses.
   try:
     time_step_spec, action_spec = loop.specs_of(env)
     tf.random.set_seed(config.run.seed)
@@ -74,13 +77,13 @@ def random_policy_returns(config, episodes: int) -> list[float]:
     env.close()
 
 
-def train_and_compare(seed: int, logdir, steps: int = STEPS, extra=()) -> tuple[float, float]:
+def train_and_compare(seed: int, logdir, steps: int = STEPS, extra=(), env: str = ENV) -> tuple[float, float]:
   """Trains for ``steps`` steps; returns the mean greedy and mean random returns over ``EPISODES``."""
   from dreamer_tf.training.loop import Trainer
 
-  config = make_config(seed, extra)
-  random_return = float(np.mean(random_policy_returns(config, EPISODES)))
-  trainer = Trainer(config, ENV, logdir)
+  config = make_config(seed, extra, env)
+  random_return = float(np.mean(random_policy_returns(config, EPISODES, env)))
+  trainer = Trainer(config, env, logdir)
   try:
     trainer.run(steps)
     results = trainer.evaluate(EPISODES)
@@ -91,11 +94,13 @@ def train_and_compare(seed: int, logdir, steps: int = STEPS, extra=()) -> tuple[
 
 
 @pytest.mark.slow
-def test_greedy_policy_beats_random_on_goal_line(tmp_path):
-  trained, random = train_and_compare(seed=0, logdir=tmp_path / "run")
-  print(f"GoalLine-v0 after {STEPS} steps: greedy {trained:.2f}, random {random:.2f}")
+@pytest.mark.parametrize("env", [ENV, CONTINUOUS_ENV], ids=["discrete", "continuous"])
+def test_greedy_policy_beats_random_on_goal_line(tmp_path, env):
+  """Discrete actions train the actor with REINFORCE, continuous ones by dynamics backpropagation."""
+  trained, random = train_and_compare(seed=0, logdir=tmp_path / "run", env=env)
+  print(f"{env} after {STEPS} steps: greedy {trained:.2f}, random {random:.2f}")
   assert trained >= random + MARGIN, (
-    f"after {STEPS} steps the greedy policy's mean return {trained:.2f} over {EPISODES} episodes is not "
+    f"{env}: after {STEPS} steps the greedy policy's mean return {trained:.2f} over {EPISODES} episodes is not "
     f"at least {MARGIN} above the random policy's {random:.2f}"
   )
 
@@ -105,11 +110,13 @@ if __name__ == "__main__":
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--logdir", default=None, help="Run directory (default: a temporary one).")
   parser.add_argument("--steps", type=int, default=STEPS)
+  parser.add_argument("--env", default=ENV, help="e.g. gym_goal_line_env:GoalLineContinuous-v0")
   parser.add_argument("--override", action="append", default=[], help="Extra config overrides.")
   args = parser.parse_args()
   start = time.time()
   with tempfile.TemporaryDirectory() as tmp:
-    trained, random = train_and_compare(args.seed, args.logdir or pathlib.Path(tmp) / "run", args.steps, args.override)
+    logdir = args.logdir or pathlib.Path(tmp) / "run"
+    trained, random = train_and_compare(args.seed, logdir, args.steps, args.override, args.env)
   print(
     f"seed {args.seed}: greedy {trained:.2f}, random {random:.2f}, margin {trained - random:+.2f} "
     f"(required {MARGIN}), {time.time() - start:.0f}s"
