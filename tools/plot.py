@@ -173,6 +173,8 @@ def plot(args: argparse.Namespace) -> pathlib.Path:
     ax.xaxis.set_major_formatter(FuncFormatter(_format_steps))
   ax.set_xlabel("agent steps" if args.x == "step" else args.x)
   ax.set_ylabel(args.key)
+  if args.log_y:
+    ax.set_yscale("log")
   ax.set_title(args.title if args.title is not None else args.key)
   ax.grid(alpha=0.3)
   ax.spines[["top", "right"]].set_visible(False)
@@ -205,6 +207,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser.add_argument("--width", type=float, default=7.0, help="Figure width in inches.")
   parser.add_argument("--height", type=float, default=4.5, help="Figure height in inches.")
   parser.add_argument("--dpi", type=int, default=120)
+  parser.add_argument("--log_y", action="store_true", help="Logarithmic y axis (e.g. for losses).")
   args = parser.parse_args(argv)
   if args.bins < 1:
     parser.error("--bins must be at least 1")

@@ -46,6 +46,17 @@ def test_explicit_labels_and_directory_of_runs(tmp_path):
   assert out.exists()
 
 
+def test_log_y_axis(tmp_path, monkeypatch):
+  _fake_run(tmp_path / "run", 0, scale=1)
+  import matplotlib.pyplot as plt
+
+  figures = []
+  monkeypatch.setattr(plt, "close", figures.append)
+  for flags in ([], ["--log_y"]):
+    assert plot.main([str(tmp_path / "run"), f"--out={tmp_path / 'loss.png'}", "--key=loss/model", *flags]) == 0
+  assert [f.axes[0].get_yscale() for f in figures] == ["linear", "log"]
+
+
 def test_default_labels_strip_seeds(tmp_path):
   assert plot.default_label(tmp_path / "walker_seed3" / "metrics.jsonl") == "walker"
   assert plot.default_label(tmp_path / "walker" / "seed1" / "metrics.jsonl") == "walker"
