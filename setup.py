@@ -24,6 +24,8 @@ setup(
   long_description_content_type="text/markdown",
   python_requires=">=3.9,<3.12",
   packages=find_packages(include=["dreamer_tf", "dreamer_tf.*"]),
+  # dreamer_tf/configs links to the top-level configs/; the build copies the presets it points to into
+  # the package, so a wheel or a non-editable install carries them (tests/test_wheel.py).
   package_data={"dreamer_tf": ["configs/*.yaml"]},
   install_requires=[
     "numpy==1.26.4",

@@ -27,9 +27,10 @@ import yaml
 
 from dreamer_tf.errors import UserError
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
-if not CONFIG_DIR.is_dir():  # Installed as a wheel: presets ship inside the package.
-  CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
+# The presets live in the repository's top-level configs/; dreamer_tf/configs is a link to it, so
+# a checkout, an editable install and a wheel (whose build copies the linked files into the
+# package, see setup.py) all read them from the same place next to this module.
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
 
 # Environment-name prefix -> domain preset. Longest prefix wins.
 DOMAIN_PRESETS = {
