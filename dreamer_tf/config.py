@@ -281,6 +281,8 @@ _POSITIVE = (
   "model.deter",
   "model.units",
   "model.layers",
+  "model.vector_layers",
+  "model.vector_units",
   "model.cnn_depth",
   "model.stoch",
   "model.classes",

@@ -1,10 +1,13 @@
 """Tests of dreamer_tf.config: presets, composition, overrides and errors."""
 
+from collections.abc import Mapping
+
 import pytest
 import yaml
 
 from dreamer_tf import config as config_lib
 from dreamer_tf.config import ConfigError, load_config
+from dreamer_tf.main import resolve_config
 
 
 def test_defaults_are_the_2023_paper_values():
@@ -164,3 +167,109 @@ def test_config_is_immutable_and_round_trips_through_yaml(tmp_path):
 def test_every_preset_file_loads():
   for name in config_lib.available_presets():
     load_config("atari_pong", [name])
+
+
+# --- Domain presets: the 2023 code's blocks (dreamerv3 1.5.0 configs.yaml) ---------------------------
+
+SIZE_KEYS = ("deter", "cnn_depth", "units", "layers")
+
+
+@pytest.mark.parametrize(
+  "env_name, size, deter",
+  [
+    ("atari_pong", "xl", 4096),
+    ("atari100k_pong", "s", 512),
+    ("dmc_walker_walk", "s", 512),
+    ("dmcproprio_cartpole_balance", "s", 512),
+    ("crafter_reward", "xl", 4096),
+    ("bsuite_catch/0", "s", 512),
+  ],
+)
+def test_domain_presets_use_the_2023_model_size(env_name, size, deter):
+  model = resolve_config(env_name, [], []).model
+  preset = load_config(None, [size]).model
+  assert {k: model[k] for k in SIZE_KEYS} == {k: preset[k] for k in SIZE_KEYS}
+  assert model.deter == deter
+  # The vector encoder and decoder keep the 2023 code's 5 x 1024 in every domain.
+  assert (model.vector_layers, model.vector_units) == (5, 1024)
+
+
+def test_size_presets_apply_after_the_domain_preset_and_leave_the_vector_mlps():
+  model = resolve_config("dmcproprio_cartpole_balance", ["xs"], []).model
+  assert (model.deter, model.units, model.cnn_depth, model.layers) == (256, 256, 24, 1)
+  assert (model.vector_layers, model.vector_units) == (5, 1024)
+  model = resolve_config("dmcproprio_cartpole_balance", ["xs"], ["model.vector_units=64"]).model
+  assert model.vector_units == 64
+
+
+def test_debug_preset_shrinks_the_vector_mlps():
+  model = load_config("dmcproprio_cartpole_balance", ["debug"]).model
+  assert (model.vector_layers, model.vector_units) == (1, model.units)
+
+
+def _flat(config, prefix=""):
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, Mapping):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+COMMON = {"replay.batch_size": 16, "replay.batch_length": 64, "replay.capacity": 1_000_000, "run.precision": "float32"}
+ATARI = {"env.atari.size": [64, 64], "env.atari.repeat": 4, "env.atari.gray": False, "env.atari.lives": "unused"}
+DMC = {"env.dmc.size": [64, 64], "env.dmc.repeat": 2, "env.dmc.camera": -1, "run.envs": 4, "run.train_ratio": 512}
+DOMAIN_SETTINGS = {
+  "atari_pong": {
+    **ATARI,
+    "run.steps": 5.5e7,
+    "run.envs": 8,
+    "run.train_ratio": 64,
+    "run.eval_episodes": 10,
+    "env.atari.sticky": True,
+    "env.atari.sticky_prob": 0.25,
+    "env.atari.actions": "all",
+    "env.atari.noops": 0,
+    "env.atari.length": 108000,
+  },
+  "atari100k_pong": {
+    **ATARI,
+    "run.envs": 1,
+    "run.train_ratio": 1024,
+    "run.eval_every": 100_000,
+    "run.eval_episodes": 100,
+    "env.atari.sticky": False,
+    "env.atari.actions": "needed",
+    "env.atari.noops": 30,
+    "env.atari.length": 108000,
+  },
+  "dmc_walker_walk": {
+    **DMC,
+    "env.dmc.image": True,
+    "env.dmc.proprio": False,
+    "model.cnn_keys": "image",
+    "model.mlp_keys": "$^",
+  },
+  "dmcproprio_cartpole_balance": {
+    **DMC,
+    "env.dmc.image": False,
+    "env.dmc.proprio": True,
+    "model.cnn_keys": "$^",
+    "model.mlp_keys": ".*",
+  },
+  "crafter_reward": {
+    "run.envs": 1,
+    "run.train_ratio": 512,
+    "env.crafter.size": [64, 64],
+    "env.crafter.length": 10000,
+  },
+  "bsuite_catch/0": {"run.envs": 1, "run.train_ratio": 1024, "run.parallel_envs": False},
+}
+
+
+@pytest.mark.parametrize("env_name", sorted(DOMAIN_SETTINGS))
+def test_domain_presets_carry_the_2023_settings(env_name):
+  resolved = _flat(resolve_config(env_name, [], []))
+  expected = {**COMMON, **DOMAIN_SETTINGS[env_name]}
+  assert {k: resolved[k] for k in expected} == expected

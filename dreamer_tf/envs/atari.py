@@ -9,7 +9,8 @@ Preprocessing per agent step (Hafner et al. 2023, Appendix on Atari; Machado et 
   * max-pooling of the last two emulator frames (removes sprite flicker),
   * sticky actions: every emulator frame executes the previous frame's action with
     probability ``sticky_prob`` (0.25) instead of the chosen one,
-  * up to ``noops`` random no-op frames at reset (0 in the 2023 settings),
+  * a uniform number in ``[0, noops)`` of no-op frames at reset, as the 2023 code (``noops`` 0,
+    none, for Atari 200M; 30 for Atari 100k), not counted towards the time limit,
   * RGB (or gray) frames resized to ``size`` with opencv,
   * a time limit of ``length`` emulator frames (108,000 = 30 minutes) that truncates (discount 1),
   * lives unused for termination by default (``lives: discount`` or ``reset`` are options).
@@ -67,7 +68,7 @@ class AtariEnvironment(DictEnvironment):
     actions: ``all`` (18 actions) or ``needed`` (the game's minimal set).
     lives: ``unused``, ``discount`` (life loss gives discount 0 without ending the episode)
       or ``reset`` (life loss ends the episode; the next reset continues the game).
-    noops: Maximum number of random no-op frames after a reset.
+    noops: No-op frames after a reset are drawn uniformly from ``[0, noops)`` (0: none).
     length: Time limit in emulator frames (0: none); reaching it truncates the episode.
     seed: Seeds the emulator and the sticky-action and no-op randomness.
   """
@@ -137,9 +138,8 @@ class AtariEnvironment(DictEnvironment):
     if not self._continue_game:
       self._ale.reset_game()
       self._frames = 0
-      for _ in range(int(self._rng.integers(0, self._noops + 1)) if self._noops else 0):
+      for _ in range(int(self._rng.integers(0, self._noops)) if self._noops else 0):
         self._ale.act(self._noop)
-        self._frames += 1
         if self._ale.game_over(with_truncation=False):
           self._ale.reset_game()
     self._continue_game = False

@@ -53,14 +53,44 @@ PONG_COUNTS = {
 }
 
 
+def _norm_dense(n_in, n_out):
+  """A dense layer without bias followed by LayerNorm (scale and offset)."""
+  return n_in * n_out + 2 * n_out
+
+
+def _shared_counts(deter, units, layers, embed, actions, continuous, stoch, classes, bins):
+  """RSSM, reward and continue heads, actor and critic: the parts that do not depend on the observation."""
+  flat = stoch * classes
+  feat = deter + flat
+  rssm = (
+    _norm_dense(flat + actions, units)  # img_in
+    + _norm_dense(deter + units, 3 * deter)  # GRU gates
+    + _norm_dense(deter, units)  # img_out
+    + units * flat
+    + flat  # img_stats
+    + _norm_dense(deter + embed, units)  # obs_out
+    + units * flat
+    + flat  # obs_stats
+    + deter  # learned initial state
+  )
+  mlp = _norm_dense(feat, units) + (layers - 1) * _norm_dense(units, units)
+  reward = mlp + units * bins + bins
+  cont = mlp + units + 1
+  actor_outputs = 2 if continuous else 1  # Mean and std layers, or logits.
+  return {
+    "world_model": rssm + reward + cont,
+    "actor": mlp + actor_outputs * (units * actions + actions),
+    "critic": mlp + units * bins + bins,
+  }
+
+
 def expected_counts(deter, units, cnn_depth, layers, stoch=32, classes=32, bins=255, actions=6, image=(64, 64, 3)):
-  """Parameter counts from the construction rule of the 2023 networks.
+  """Parameter counts from the construction rule of the 2023 networks, for an image observation.
 
   LayerNorm'd dense layers have no bias (the norm's offset replaces it) and 2 x units
   norm parameters; convolutions use kernel 4 and stride 2 down to a 4x4 map.
   """
-  flat = stoch * classes
-  feat = deter + flat
+  feat = deter + stoch * classes
   stages = int(math.log2(image[0]) - 2)
   # Encoder: conv (no bias) + LayerNorm per stage with depth * 2**i channels.
   enc, cin = 0, image[-1]
@@ -69,18 +99,6 @@ def expected_counts(deter, units, cnn_depth, layers, stoch=32, classes=32, bins=
     enc += 16 * cin * cout + 2 * cout
     cin = cout
   embed = 4 * 4 * cin
-  norm_dense = lambda n_in, n_out: n_in * n_out + 2 * n_out
-  rssm = (
-    norm_dense(flat + actions, units)  # img_in
-    + norm_dense(deter + units, 3 * deter)  # GRU gates
-    + norm_dense(deter, units)  # img_out
-    + units * flat
-    + flat  # img_stats
-    + norm_dense(deter + embed, units)  # obs_out
-    + units * flat
-    + flat  # obs_stats
-    + deter  # learned initial state
-  )
   # Decoder: dense to 4x4 x (depth * 2**(stages-1)), transposed convs halving the channels.
   cin = cnn_depth * 2 ** (stages - 1)
   dec = feat * 16 * cin + 16 * cin
@@ -89,14 +107,26 @@ def expected_counts(deter, units, cnn_depth, layers, stoch=32, classes=32, bins=
     dec += 16 * cin * cout + 2 * cout
     cin = cout
   dec += 16 * cin * image[-1] + image[-1]
-  mlp = norm_dense(feat, units) + (layers - 1) * norm_dense(units, units)
-  reward = mlp + units * bins + bins
-  cont = mlp + units + 1
-  return {
-    "world_model": enc + rssm + dec + reward + cont,
-    "actor": mlp + units * actions + actions,
-    "critic": mlp + units * bins + bins,
-  }
+  counts = _shared_counts(deter, units, layers, embed, actions, False, stoch, classes, bins)
+  counts["world_model"] += enc + dec
+  return counts
+
+
+def expected_vector_counts(
+  deter, units, layers, vector_layers, vector_units, vectors, actions, stoch=32, classes=32, bins=255
+):
+  """Counts of the 2023 networks for vector observations ``vectors`` (sizes) and continuous actions.
+
+  The encoder is an MLP of ``vector_layers x vector_units`` over the concatenated vectors; the
+  decoder an MLP of the same size over the features with one dense output layer (with bias) per key.
+  """
+  feat = deter + stoch * classes
+  enc = _norm_dense(sum(vectors), vector_units) + (vector_layers - 1) * _norm_dense(vector_units, vector_units)
+  dec = _norm_dense(feat, vector_units) + (vector_layers - 1) * _norm_dense(vector_units, vector_units)
+  dec += sum(vector_units * size + size for size in vectors)
+  counts = _shared_counts(deter, units, layers, vector_units, actions, True, stoch, classes, bins)
+  counts["world_model"] += enc + dec
+  return counts
 
 
 SIZES = {
@@ -150,6 +180,59 @@ def test_count_params_tool():
   assert out.returncode == 0, out.stderr[-2000:]
   assert json.loads(out.stdout.strip().splitlines()[-1]) == PONG_COUNTS["xs"]
   assert time.time() - start < 300
+
+
+# dmcproprio_cartpole_balance: two vectors (position 3, velocity 2) and one continuous action.
+CARTPOLE_OBS = {
+  "position": tf.TensorSpec([3], tf.float32, "position"),
+  "velocity": tf.TensorSpec([2], tf.float32, "velocity"),
+}
+CARTPOLE_ACTION = tensor_spec.BoundedTensorSpec([1], tf.float32, -1.0, 1.0, "action")
+# Counted by running the 2023 code (its "Optimizer ... has N variables" lines) with rssm.deter 128,
+# every units 128, every layers 1 and encoder/decoder mlp_layers 1, mlp_units 128
+# (/work/shared/reference/reference_install.md).
+CARTPOLE_TINY_OVERRIDES = (
+  "model.deter=128",
+  "model.units=128",
+  "model.layers=1",
+  "model.vector_layers=1",
+  "model.vector_units=128",
+)
+CARTPOLE_TINY_COUNTS = {"world_model": 1_022_213, "actor": 147_970, "critic": 180_607}
+# The dmc_proprio preset: the 2023 code's `small` size (deter 512, units 512, layers 2) with its
+# vector encoder and decoder at 5 x 1024. Derived from the construction rule that reproduces the
+# measured counts above (expected_vector_counts), not measured on the 2023 code.
+CARTPOLE_SMALL_COUNTS = {"world_model": 16_428_293, "actor": 1_051_650, "critic": 1_181_439}
+
+
+def test_vector_parameter_counts_match_the_2023_code():
+  config = load_config("dmcproprio_cartpole_balance", [], CARTPOLE_TINY_OVERRIDES)
+  agent = DreamerAgent(time_step_spec_from(CARTPOLE_OBS), CARTPOLE_ACTION, config)
+  assert agent.parameter_counts() == CARTPOLE_TINY_COUNTS
+  assert expected_vector_counts(128, 128, 1, 1, 128, (3, 2), 1) == CARTPOLE_TINY_COUNTS
+
+
+def test_dmc_proprio_preset_keeps_the_2023_vector_encoder_and_decoder():
+  agent = DreamerAgent(time_step_spec_from(CARTPOLE_OBS), CARTPOLE_ACTION, load_config("dmcproprio_cartpole_balance"))
+  assert agent.parameter_counts() == CARTPOLE_SMALL_COUNTS
+  assert expected_vector_counts(512, 512, 2, 5, 1024, (3, 2), 1) == CARTPOLE_SMALL_COUNTS
+  encoder, decoder = agent.world_model.encoder, agent.world_model.decoder
+  assert [layer.units for layer in encoder.mlp.hidden] == [1024] * 5
+  assert [layer.units for layer in decoder.mlp.hidden] == [1024] * 5
+  assert [layer.units for layer in agent.actor_critic.actor.trunk.hidden] == [512] * 2
+
+
+def test_count_params_tool_on_a_vector_task():
+  overrides = [f"--override={o}" for o in CARTPOLE_TINY_OVERRIDES]
+  out = subprocess.run(
+    [sys.executable, str(ROOT / "tools" / "count_params.py"), "--env=dmcproprio_cartpole_balance", *overrides],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    timeout=300,
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert json.loads(out.stdout.strip().splitlines()[-1]) == CARTPOLE_TINY_COUNTS
 
 
 # --- The train step --------------------------------------------------------------------------------------

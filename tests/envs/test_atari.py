@@ -111,6 +111,18 @@ def test_time_limit_truncates_with_discount_one():
   assert env.step(np.int32(0)).step_type == ts.StepType.FIRST  # Resets itself.
 
 
+def test_noops_are_drawn_below_the_limit_and_not_counted_in_the_time_limit():
+  # The 2023 code draws randint(noops) no-op frames: 0 .. noops - 1.
+  env = AtariEnvironment("pong", noops=3, seed=0)
+  counts = set()
+  for _ in range(40):
+    env.reset()
+    counts.add(env._ale.getEpisodeFrameNumber())
+    assert env._frames == 0
+  assert counts == {0, 1, 2}
+  assert load_config("atari100k_pong").env.atari.noops == 30
+
+
 @pytest.fixture(scope="module")
 def breakout():
   return AtariEnvironment("breakout", seed=0)

@@ -40,7 +40,8 @@ class MultiEncoder(keras.layers.Layer):
     cnn_keys: Regex of keys for the CNN.
     mlp_keys: Regex of keys for the MLP.
     cnn_depth, minres: See :class:`ImageEncoder`.
-    layers, units: See :class:`MLP`.
+    layers, units: The vector MLP, see :class:`MLP` (the world model passes
+      ``model.vector_layers/vector_units``: 5 x 1024 in every size of the 2023 code).
     symlog_inputs: Squash vector inputs with symlog.
     norm_eps: LayerNorm epsilon.
   """
