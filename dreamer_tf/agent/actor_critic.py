@@ -165,14 +165,19 @@ class ActorCritic(keras.Model):
     return loss, dict(critic_loss=loss, critic_value=tf.reduce_mean(dist.mean()))
 
   def update_slow_critic(self, applied=True):
-    """EMA update of the slow critic every ``slow_critic_update`` applied updates.
+    """Moves the slow critic towards the critic after an applied critic update.
 
-    ``slow = (1 - 0.02) slow + 0.02 critic``; nothing moves when ``applied`` is
-    false (a skipped, non-finite update).
+    As the 2023 code's slow updater: the first applied update copies the
+    critic fully (``mix = 1``); after it, every ``slow_critic_update``-th
+    applied update counted from the first moves
+    ``slow = (1 - 0.02) slow + 0.02 critic``. Nothing moves when ``applied``
+    is false (a skipped, non-finite update).
     """
     applied = tf.cast(applied, tf.int64)
+    count = self.slow_updates.read_value()  # Applied updates before this one.
+    due = tf.cast(tf.equal(count % self.config.slow_critic_update, 0), tf.float32)
+    mix = tf.minimum(1.0, tf.cast(tf.equal(count, 0), tf.float32) + self.config.slow_critic_fraction * due)
+    mix *= tf.cast(applied, tf.float32)
     self.slow_updates.assign_add(applied)
-    due = tf.logical_and(tf.cast(applied, tf.bool), self.slow_updates % self.config.slow_critic_update == 0)
-    mix = self.config.slow_critic_fraction * tf.cast(due, tf.float32)
     for slow, fast in zip(self.slow_critic.weights, self.critic.weights):
       slow.assign((1.0 - mix) * slow + mix * fast)

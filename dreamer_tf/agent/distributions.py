@@ -113,11 +113,16 @@ class MSE:
 
 
 class SymlogMSE:
-  """MSE in symlog space (Eq. 8): predicts ``symexp(pred)``, loss ``(pred - symlog(x))^2``."""
+  """MSE in symlog space (Eq. 8): predicts ``symexp(pred)``, loss ``(pred - symlog(x))^2``.
 
-  def __init__(self, pred, event_dims: int = 1):
+  As in the 2023 code, squared distances below ``tol`` (1e-8) count as 0, with
+  no gradient, before they are summed over the event dimensions.
+  """
+
+  def __init__(self, pred, event_dims: int = 1, tol: float = 1e-8):
     self._pred = _f32(pred)
     self._axes = list(range(-event_dims, 0))
+    self._tol = tol
 
   def mode(self):
     return ops.symexp(self._pred)
@@ -125,7 +130,9 @@ class SymlogMSE:
   mean = mode
 
   def log_prob(self, value):
-    return -tf.reduce_sum(tf.square(self._pred - ops.symlog(_f32(value))), self._axes)
+    distance = tf.square(self._pred - ops.symlog(_f32(value)))
+    distance = tf.where(distance < self._tol, tf.zeros_like(distance), distance)
+    return -tf.reduce_sum(distance, self._axes)
 
 
 class Bernoulli:

@@ -168,19 +168,50 @@ def test_actor_and_critic_losses_match_numpy(agent, config):
   np.testing.assert_allclose(critic_loss.numpy(), loss.mean() * c.loss_scales.critic, rtol=1e-4)
 
 
-def test_slow_critic_ema_update(agent):
+def _weights(head):
+  return [v.numpy() for v in head.weights]
+
+
+def test_slow_critic_copies_at_the_first_update_then_moves_by_ema(agent):
+  # The 2023 code's slow updater: mix 1 at its first call (after the first critic update), then 0.02.
   ac = agent.actor_critic
+  ac.slow_updates.assign(0)
   rng = np.random.default_rng(2)
   _randomise(ac.critic, rng)
   _randomise(ac.slow_critic, rng)
-  fast = [v.numpy() for v in ac.critic.weights]
-  slow = [v.numpy() for v in ac.slow_critic.weights]
+  slow = _weights(ac.slow_critic)
+  ac.update_slow_critic(applied=False)  # A skipped (non-finite) update moves nothing.
+  for new, s in zip(_weights(ac.slow_critic), slow):
+    np.testing.assert_array_equal(new, s)
+  assert int(ac.slow_updates.numpy()) == 0
+  fast = _weights(ac.critic)
   ac.update_slow_critic()
-  for new, s, f in zip(ac.slow_critic.weights, slow, fast):
-    np.testing.assert_allclose(new.numpy(), 0.98 * s + 0.02 * f, rtol=1e-6, atol=1e-7)
+  for new, f in zip(_weights(ac.slow_critic), fast):
+    np.testing.assert_array_equal(new, f)  # A full copy.
+  _randomise(ac.critic, rng)
+  fast, slow = _weights(ac.critic), _weights(ac.slow_critic)
+  ac.update_slow_critic()
+  for new, s, f in zip(_weights(ac.slow_critic), slow, fast):
+    np.testing.assert_allclose(new, 0.98 * s + 0.02 * f, rtol=1e-6, atol=1e-7)
+  assert int(ac.slow_updates.numpy()) == 2
   assert not ac.slow_critic.trainable_weights
-  for new, f in zip(ac.critic.weights, fast):
-    np.testing.assert_array_equal(new.numpy(), f)
+  for new, f in zip(_weights(ac.critic), fast):
+    np.testing.assert_array_equal(new, f)
+
+
+def test_slow_critic_update_period(config):
+  # slow_critic_update=3: a full copy at the first applied update, then EMA steps at the 4th, 7th, ...
+  model = config.update({"model.slow_critic_update": 3}).model
+  ac = ActorCritic(model.deter + model.stoch * model.classes, 2, False, model)
+  rng = np.random.default_rng(5)
+  moved = []
+  for _ in range(7):
+    _randomise(ac.critic, rng)
+    before = _weights(ac.slow_critic)
+    ac.update_slow_critic()
+    after = _weights(ac.slow_critic)
+    moved.append(not all(np.array_equal(a, b) for a, b in zip(after, before)))
+  assert moved == [True, False, False, True, False, False, True]
 
 
 def test_discrete_actor_uses_reinforce_without_gradient_through_advantage(agent):

@@ -180,6 +180,54 @@ def test_zero_outscale_head_predicts_zero():
   np.testing.assert_allclose(head(_feat((3,))).mean().numpy(), 0.0, atol=1e-6)
 
 
+def _fan_avg(shape):
+  receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+  return (shape[-2] + shape[-1]) * receptive / 2
+
+
+def _assert_uniform(kernel):
+  """U(-L, L) with L = sqrt(3 / fan_avg): the 2023 code's ``uniform`` initializer at scale 1."""
+  w = kernel.numpy()
+  limit = np.sqrt(3 / _fan_avg(w.shape))
+  assert 0.95 * limit < np.abs(w).max() <= limit, kernel.name
+  np.testing.assert_allclose(w.std(), limit / np.sqrt(3), rtol=0.05, err_msg=kernel.name)
+  assert abs(np.mean(np.abs(w) > 0.5 * limit) - 0.5) < 0.05, kernel.name  # Flat, unlike a normal.
+
+
+def _assert_truncated_normal(kernel):
+  """Std sqrt(1 / fan_avg), cut at two of the underlying normal's std: the 2023 code's ``normal``."""
+  w = kernel.numpy()
+  std = np.sqrt(1 / _fan_avg(w.shape))
+  assert np.sqrt(3) * std < np.abs(w).max() <= 2 * std / 0.87962566103423978, kernel.name
+  np.testing.assert_allclose(w.std(), std, rtol=0.05, err_msg=kernel.name)
+
+
+def test_output_and_std_layers_start_uniform_hidden_layers_truncated_normal():
+  keras.utils.set_random_seed(0)
+  actor = networks.Head("normal", 1, 256, size=256, name="actor")
+  actor.build((None, 256))
+  _assert_uniform(actor.out.dense.kernel)
+  _assert_uniform(actor.std.dense.kernel)
+  _assert_truncated_normal(actor.trunk.hidden[0].dense.kernel)
+  cont = networks.Head("binary", 1, 256, name="cont")
+  cont.build((None, 256))
+  _assert_uniform(cont.out.dense.kernel)
+  decoder = networks.MultiDecoder({"image": (64, 64, 3), "state": (64,)}, "image", ".*", 16, 1, 256, name="dec")
+  decoder.build((None, 256))
+  _assert_uniform(decoder.vector_out["state"].kernel)
+  _assert_truncated_normal(decoder.mlp.hidden[0].dense.kernel)
+  _assert_uniform(decoder.cnn.project.kernel)
+  _assert_truncated_normal(decoder.cnn.convs[0].kernel)
+  _assert_uniform(decoder.cnn.convs[-1].kernel)
+  rssm = networks.RSSM(256, 256, stoch=16, classes=16, name="rssm")
+  rssm.build_for(256, 4)
+  _assert_uniform(rssm.img_stats.kernel)
+  _assert_uniform(rssm.obs_stats.kernel)
+  _assert_truncated_normal(rssm.gru.dense.kernel)
+  for bias in (actor.out.dense.bias, actor.std.dense.bias, decoder.vector_out["state"].bias):
+    assert not np.any(bias.numpy())
+
+
 def test_rssm_resets_to_learned_initial_state_on_first():
   rssm, _ = _make("RSSM")
   rssm.initial_deter.assign(np.linspace(-1, 1, 8).astype(np.float32))

@@ -26,7 +26,7 @@ class Head(keras.layers.Layer):
     output: One of :data:`OUTPUTS`.
     size: Output dimension (actions) for ``onehot`` and ``normal``.
     layers, units, norm_eps: The trunk, see :class:`MLP`.
-    outscale: Initialiser scale of the output layer (0 = zeros).
+    outscale: Initialiser scale of the uniform output layers (0 = zeros).
     bins: Number of twohot bins.
     unimix: Uniform mixture of the ``onehot`` output.
     minstd, maxstd: Std range of the ``normal`` output.
@@ -55,8 +55,10 @@ class Head(keras.layers.Layer):
     self.minstd, self.maxstd, self.norm_eps = minstd, maxstd, norm_eps
     self.trunk = MLP(layers, units, norm_eps, name="mlp")
     out_size = {"twohot": bins, "binary": 1, "onehot": size, "normal": size}[output]
-    self.out = NormDense(out_size, None, norm=False, scale=outscale, name="out")
-    self.std = NormDense(size, None, norm=False, scale=outscale, name="std") if output == "normal" else None
+    # Output layers start uniform (the 2023 code's distribution outputs), hidden layers truncated normal.
+    out_kw = dict(norm=False, scale=outscale, distribution="uniform")
+    self.out = NormDense(out_size, None, name="out", **out_kw)
+    self.std = NormDense(size, None, name="std", **out_kw) if output == "normal" else None
     self._bins = ops.symlog_bins(bins) if output == "twohot" else None
 
   def build(self, input_shape):

@@ -16,7 +16,9 @@ class ImageDecoder(keras.layers.Layer):
   ``depth * 2**(stages-1)`` channels, then transposed convolutions (kernel 4,
   stride 2) with LayerNorm and SiLU halve the channels while doubling the
   resolution; the last one outputs ``channels`` without normalisation, and
-  0.5 is added (the encoder subtracts it).
+  0.5 is added (the encoder subtracts it). As in the 2023 code, the input
+  projection and the last convolution (plain layers, with bias) start
+  uniform, the normalised convolutions truncated normal.
 
   Args:
     shape: The output image shape ``(H, W, C)``.
@@ -34,17 +36,16 @@ class ImageDecoder(keras.layers.Layer):
     self.stages = int(math.log2(self.shape[1]) - math.log2(minres))
     self.start_depth = depth * 2 ** (self.stages - 1)
     self.project = keras.layers.Dense(
-      minres * minres * self.start_depth, kernel_initializer=kernel_initializer(), name="in"
+      minres * minres * self.start_depth, kernel_initializer=kernel_initializer(1.0, "uniform"), name="in"
     )
     self.convs, self.norms = [], []
     channels = self.start_depth
     for i in range(self.stages):
       last = i == self.stages - 1
       channels = self.shape[-1] if last else channels // 2
+      init = kernel_initializer(1.0, "uniform" if last else "truncated_normal")
       self.convs.append(
-        keras.layers.Conv2DTranspose(
-          channels, 4, 2, "same", use_bias=last, kernel_initializer=kernel_initializer(), name=f"conv{i}"
-        )
+        keras.layers.Conv2DTranspose(channels, 4, 2, "same", use_bias=last, kernel_initializer=init, name=f"conv{i}")
       )
       self.norms.append(None if last else keras.layers.LayerNormalization(epsilon=norm_eps, name=f"norm{i}"))
 

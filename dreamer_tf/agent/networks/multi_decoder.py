@@ -16,7 +16,7 @@ class MultiDecoder(keras.layers.Layer):
 
   Returns a dict of distributions: images are unit Gaussians over pixels in
   [0, 1] (:class:`~dreamer_tf.agent.distributions.MSE` summed over H, W, C),
-  vectors are symlog-MSE (Eq. 8).
+  vectors are symlog-MSE (Eq. 8) from one uniform-initialised output layer per key.
 
   Args: as :class:`~dreamer_tf.agent.networks.multi_encoder.MultiEncoder`.
   """
@@ -41,7 +41,9 @@ class MultiDecoder(keras.layers.Layer):
     self.mlp = MLP(layers, units, norm_eps, name="mlp") if self.mlp_keys else None
     self.vector_out = {
       k: keras.layers.Dense(
-        max(1, int(tf.reduce_prod(self.shapes[k]))), kernel_initializer=kernel_initializer(), name=f"out_{k}"
+        max(1, int(tf.reduce_prod(self.shapes[k]))),
+        kernel_initializer=kernel_initializer(1.0, "uniform"),
+        name=f"out_{k}",
       )
       for k in self.mlp_keys
     }

@@ -20,9 +20,11 @@ class NormDense(keras.layers.Layer):
   """``act(LayerNorm(x @ W))``, or ``act(x @ W + b)`` without normalisation.
 
   Like the 2023 DreamerV3 code, the bias is dropped when a LayerNorm follows
-  (its offset plays that role), and kernels use a truncated normal with
-  variance ``scale / fan_avg`` (Glorot normal for ``scale=1``; ``scale=0``
-  gives the zero-initialised output layers of the reward and critic heads).
+  (its offset plays that role), and kernels have variance ``scale / fan_avg``:
+  a truncated normal for hidden layers (Glorot normal for ``scale=1``), a
+  uniform distribution for output layers as the 2023 code's distribution
+  outputs (Glorot uniform for ``scale=1``); ``scale=0`` gives the
+  zero-initialised output layers of the reward and critic heads.
 
   Args:
     units: Output size.
@@ -30,17 +32,21 @@ class NormDense(keras.layers.Layer):
     norm: Whether to apply LayerNorm after the matmul.
     norm_eps: LayerNorm epsilon (1e-3 in the 2023 code).
     scale: Initialiser scale; 0 zero-initialises the kernel.
+    distribution: ``truncated_normal`` (hidden layers) or ``uniform`` (output layers).
   """
 
-  def __init__(self, units, activation="silu", norm=True, norm_eps=1e-3, scale=1.0, **kwargs):
+  def __init__(
+    self, units, activation="silu", norm=True, norm_eps=1e-3, scale=1.0, distribution="truncated_normal", **kwargs
+  ):
     super().__init__(**kwargs)
     self.units = units
     self.activation = activation
     self.norm = norm
     self.norm_eps = norm_eps
     self.scale = scale
+    self.distribution = distribution
     self.dense = keras.layers.Dense(
-      units, use_bias=not norm, kernel_initializer=kernel_initializer(scale), name="dense"
+      units, use_bias=not norm, kernel_initializer=kernel_initializer(scale, distribution), name="dense"
     )
     self.layer_norm = keras.layers.LayerNormalization(epsilon=norm_eps, name="norm") if norm else None
     self.act = keras.activations.get(activation)
@@ -83,6 +89,11 @@ class NormDense(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(
-      units=self.units, activation=self.activation, norm=self.norm, norm_eps=self.norm_eps, scale=self.scale
+      units=self.units,
+      activation=self.activation,
+      norm=self.norm,
+      norm_eps=self.norm_eps,
+      scale=self.scale,
+      distribution=self.distribution,
     )
     return config
