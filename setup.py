@@ -16,6 +16,11 @@ if not SUPPORTED[0] <= sys.version_info[:2] <= SUPPORTED[1]:
 
 from setuptools import find_packages, setup  # noqa: E402
 
+BSUITE = ["bsuite==0.3.6"]
+# gym3 (from procgen-mirror) needs cffi<2 and glfw<2: constraints.txt pins cffi 1.17.1, the last
+# cryptography line that accepts it (45.0.7; google-auth needs cryptography>=38) and glfw 1.12.0.
+PROCGEN = ["procgen-mirror==0.10.7"]
+
 setup(
   name="dreamer_tf",
   version="0.1.0",
@@ -46,8 +51,9 @@ setup(
     "psutil>=5.9",
   ],
   extras_require={
-    "bsuite": ["bsuite==0.3.6"],
-    "test": ["pytest>=8", "ruff>=0.6", "bsuite==0.3.6", "matplotlib>=3.8"],
+    "bsuite": BSUITE,
+    "procgen": PROCGEN,
+    "test": ["pytest>=8", "ruff>=0.6", *BSUITE, *PROCGEN, "matplotlib>=3.8"],
   },
   entry_points={"console_scripts": ["dreamer-tf=dreamer_tf.main:run"]},
 )

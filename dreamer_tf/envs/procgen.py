@@ -1,6 +1,6 @@
 """ProcGen (Cobbe et al. 2020): ``procgen_<game>``, e.g. ``procgen_coinrun``; 64x64 RGB frames.
 
-Needs the optional package ``procgen-mirror==0.10.7`` (the build the official DreamerV3
+Needs the ``[procgen]`` extra, ``procgen-mirror==0.10.7`` (the build the official DreamerV3
 code uses; it brings gym3). ProcGen restarts an episode by itself, so the LAST step's
 observation is already the next episode's first frame, and ProcGen reports no time-limit
 flag: every episode end is treated as a termination (discount 0).
@@ -24,7 +24,7 @@ def _import_procgen():
     import procgen
     import procgen.env
   except ImportError:
-    raise MissingDependencyError("procgen-mirror==0.10.7", "procgen_ environments") from None
+    raise MissingDependencyError("procgen-mirror", "procgen_ environments", extra="procgen") from None
   return procgen
 
 

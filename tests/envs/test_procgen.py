@@ -1,4 +1,6 @@
-"""ProcGen (optional extra): specs, termination and validation; skipped when not installed."""
+"""ProcGen (the ``[procgen]`` extra, part of ``[test]``): specs, termination and validation."""
+
+import sys
 
 import numpy as np
 import pytest
@@ -9,17 +11,7 @@ from dreamer_tf.config import load_config
 from dreamer_tf.envs import has_image_observation, make_env
 from dreamer_tf.errors import MissingDependencyError, UserError
 
-try:
-  import procgen  # noqa: F401
 
-  HAVE_PROCGEN = True
-except ImportError:
-  HAVE_PROCGEN = False
-
-needs_procgen = pytest.mark.skipif(not HAVE_PROCGEN, reason="procgen-mirror is not installed")
-
-
-@needs_procgen
 def test_coinrun():
   env = make_env("procgen_coinrun", load_config("procgen_coinrun"), seed=0)
   assert env.observation_spec()["image"].shape == (64, 64, 3)
@@ -33,7 +25,6 @@ def test_coinrun():
   assert has_image_observation("procgen_coinrun", load_config())
 
 
-@needs_procgen
 def test_seeds_and_unknown_game():
   images = [make_env("procgen_maze", load_config(), seed=s).reset().observation["image"] for s in (3, 3)]
   np.testing.assert_array_equal(*images)
@@ -41,7 +32,11 @@ def test_seeds_and_unknown_game():
     make_env("procgen_coinrunn", load_config())
 
 
-@pytest.mark.skipif(HAVE_PROCGEN, reason="procgen-mirror is installed")
-def test_missing_package_names_what_to_install():
-  with pytest.raises(MissingDependencyError, match="procgen-mirror==0.10.7"):
+def test_missing_package_names_what_to_install(monkeypatch):
+  monkeypatch.setitem(sys.modules, "procgen", None)  # What an install without the extra sees.
+  with pytest.raises(MissingDependencyError) as info:
     make_env("procgen_coinrun", load_config())
+  assert str(info.value) == (
+    "procgen_ environments needs the optional package 'procgen-mirror', which is not installed: "
+    "pip install -c constraints.txt -e '.[procgen]'"
+  )
