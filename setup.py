@@ -17,8 +17,8 @@ if not SUPPORTED[0] <= sys.version_info[:2] <= SUPPORTED[1]:
 from setuptools import find_packages, setup  # noqa: E402
 
 BSUITE = ["bsuite==0.3.6"]
-# gym3 (from procgen-mirror) needs cffi<2 and glfw<2: constraints.txt pins cffi 1.17.1, the last
-# cryptography line that accepts it (45.0.7; google-auth needs cryptography>=38) and glfw 1.12.0.
+# gym3 (from procgen-mirror) needs cffi<2 and glfw<2: constraints.txt pins cffi 1.17.1, cryptography
+# 45.0.7 (google-auth needs >=38.0.3; 46.0.1 and later need cffi 2) and glfw 1.12.0. See BUILD.md.
 PROCGEN = ["procgen-mirror==0.10.7"]
 
 setup(
