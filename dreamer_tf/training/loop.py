@@ -33,6 +33,7 @@ from dreamer_tf.config import Config, save_config
 from dreamer_tf.errors import UserError
 from dreamer_tf.replay import DreamerStepObserver, SequenceReplayBuffer, step_spec
 from dreamer_tf.training import checkpointer as checkpointer_lib
+from dreamer_tf.training import cpu_hint
 from dreamer_tf.training.episode_video import EpisodeVideoRecorder
 from dreamer_tf.training.logger import Logger
 from dreamer_tf.training.progress import ProgressBar
@@ -236,6 +237,8 @@ class Trainer:
     self._last_batch = None
     self._metrics = []
     self.restored_from = None
+    # Without a GPU or TPU, one line after the first updates: seconds per update, the run's estimate.
+    self._update_timer = cpu_hint.UpdateTimer() if self.chief and not cpu_hint.accelerator_present() else None
 
   # Checkpoints.
 
@@ -278,7 +281,7 @@ class Trainer:
     if start < 0:
       return 0
     replayed_per_update = self.batch_size * self.batch_length
-    allowed = int((self.agent_steps - start) * self.config.run.train_ratio / replayed_per_update)
+    allowed = cpu_hint.allowed_updates(self.agent_steps - start, self.config.run.train_ratio, replayed_per_update)
     return max(0, allowed - self.updates_since_start())
 
   def updates_since_start(self) -> int:
@@ -382,7 +385,9 @@ class Trainer:
           start = time.time()
           for _ in range(due):
             self.train_once()
-          schedule.add_training(due, time.time() - start)
+          elapsed = time.time() - start
+          schedule.add_training(due, elapsed)
+          self._log_cpu_hint(due, elapsed, total)
         progress.update(self.agent_steps, fps=schedule.fps(), last_return=last_return)
         if (
           run.video_every and self.agent_steps - schedule.last_video >= run.video_every and self._last_batch is not None
@@ -394,6 +399,20 @@ class Trainer:
     finally:
       progress.close()  # An exception (e.g. NonFiniteError) skips the final save below.
     return self._finish(schedule)
+
+  def _log_cpu_hint(self, updates: int, seconds: float, total: int) -> None:
+    """Logs the CPU hint (dreamer_tf/training/cpu_hint.py) once the first updates are timed."""
+    per_update = self._update_timer.add(updates, seconds) if self._update_timer is not None else None
+    if per_update is None:
+      return
+    remaining = cpu_hint.remaining_updates(
+      total,
+      int(self.counters.train_start_step.numpy()),
+      self.updates_since_start(),
+      self.config.run.train_ratio,
+      self.batch_size * self.batch_length,
+    )
+    _log.info(cpu_hint.hint_line(cpu_hint.model_size(self.config.model), per_update, remaining, total))
 
   def _run_reverb(self, total: int, signals=None):
     """Trains on the actors' data in Reverb until ``total`` agent steps (all actors) or a signal.
