@@ -14,4 +14,8 @@ if not (3, 9) <= sys.version_info[:2] <= (3, 11):
     "wheels for Python 3.12+. Use a python3.11 virtual environment (see BUILD.md)."
   )
 
+from dreamer_tf import _quiet
+
+_quiet.apply()  # Before any entry point imports TensorFlow, gym or dm_control: see dreamer_tf/_quiet.py.
+
 __version__ = "0.1.0"

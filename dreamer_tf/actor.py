@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 import time
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
@@ -244,11 +241,13 @@ def main(argv):
 
 
 def _main():
+  from dreamer_tf import _quiet
   from dreamer_tf.envs import parse_name
   from dreamer_tf.errors import UserError
   from dreamer_tf.training.checkpointer import SignalHandler
 
   parse_name(FLAGS.env)
+  _quiet.log_mujoco_backend()
   if FLAGS.pull_every_steps < 1:
     raise UserError(f"--pull_every_steps must be positive, got {FLAGS.pull_every_steps}")
   flag_values = {name: FLAGS[name].value for name in main_lib._FLAG_KEYS}

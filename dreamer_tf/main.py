@@ -10,10 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's C++ start-up chatter out of the logs.
 
 from absl import app, flags
 
@@ -55,6 +52,14 @@ flags.DEFINE_enum("replay", None, ["local", "reverb"], "Replay backend (replay.b
 flags.DEFINE_string("tpu", None, "TPU name or address for the TPU cluster resolver.")
 flags.DEFINE_string("reverb_address", None, "Address of a running Reverb server (replay.reverb_address).")
 flags.DEFINE_bool("parallel_envs", None, "Run environments in subprocesses (run.parallel_envs).")
+# Read from the command line by dreamer_tf/_quiet.py when the package is imported (before TensorFlow
+# loads); defined here so that absl accepts it and --help lists it.
+flags.DEFINE_bool(
+  "verbose",
+  False,
+  "Keep the libraries' start-up output (TensorFlow's C++ log, gym's banner, MuJoCo's GLFW warnings) "
+  "and their environment defaults untouched; same as DREAMER_TF_VERBOSE=1.",
+)
 
 # Flag -> config key. Flags left unset keep the presets' values.
 _FLAG_KEYS = {
@@ -113,11 +118,13 @@ def main(argv):
 
 
 def _main():
+  from dreamer_tf import _quiet
   from dreamer_tf.envs import parse_name
   from dreamer_tf.training.checkpointer import SignalHandler
   from dreamer_tf.training.loop import Trainer
 
   parse_name(FLAGS.env)  # Unknown suites fail here, before TensorFlow starts up.
+  _quiet.log_mujoco_backend()
   flag_values = {name: FLAGS[name].value for name in _FLAG_KEYS}
   config = resolve_config(FLAGS.env, FLAGS.configs, FLAGS.override, flag_values)
   logdir = FLAGS.logdir or f"./logdir/{FLAGS.env.replace('/', '_')}"

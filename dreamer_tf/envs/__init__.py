@@ -5,11 +5,8 @@
 TimeSteps into finished-episode statistics. See docs/environments.md.
 """
 
-import os
-
-# dm_control picks its OpenGL backend on import; EGL renders headless (no display needed).
-os.environ.setdefault("MUJOCO_GL", "egl")
-
+# dm_control picks its OpenGL backend on import: dreamer_tf/_quiet.py (run when the package is
+# imported) chooses the headless one (EGL, else OSMesa) when no display is set.
 from dreamer_tf.envs.factory import (
   SUITES,
   env_tensor_specs,

@@ -8,7 +8,6 @@ the domain's camera (quadruped: camera 2, other domains: camera 0), actions norm
 from __future__ import annotations
 
 import difflib
-import os
 
 import numpy as np
 from tf_agents.specs import array_spec
@@ -23,7 +22,6 @@ DEFAULT_CAMERAS = {"quadruped": 2}
 
 
 def _import_suite():
-  os.environ.setdefault("MUJOCO_GL", "egl")
   try:
     from dm_control import suite
   except ImportError:
