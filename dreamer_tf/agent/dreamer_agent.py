@@ -8,6 +8,7 @@ from tf_agents.trajectories import time_step as ts
 
 from dreamer_tf.agent.actor_critic import ActorCritic
 from dreamer_tf.agent.dreamer_policy import DreamerPolicy, action_size_of
+from dreamer_tf.agent.optimizer import Adam
 from dreamer_tf.agent.world_model import WorldModel
 from dreamer_tf.replay.spec import step_spec
 
@@ -17,8 +18,8 @@ Optimizers = collections.namedtuple("Optimizers", ["model", "actor", "critic"])
 
 
 def make_optimizer(opt_config, mixed_float16: bool):
-  """Adam with the configured learning rate and epsilon (2023 version)."""
-  opt = keras.optimizers.Adam(learning_rate=opt_config.lr, epsilon=opt_config.eps)
+  """Adam with the configured learning rate and epsilon, in the 2023 code's form (see ``optimizer.Adam``)."""
+  opt = Adam(learning_rate=opt_config.lr, epsilon=opt_config.eps)
   if mixed_float16:
     opt = keras.mixed_precision.LossScaleOptimizer(opt)
   return opt
