@@ -43,10 +43,10 @@ def test_smaller_size_flag():
 
 
 def test_hint_line_for_the_paper_default():
-  line = cpu_hint.hint_line("xl", 12.5, 49_999_478, 10**8)
+  line = cpu_hint.hint_line("xl", 56.6, 49_999_478, 10**8)
   assert line == (
-    "No GPU or TPU found: one update of the xl model takes 12.5s on this CPU; the 49,999,478 updates left until "
-    "run.steps=100,000,000 would take about 20 years; pick a smaller size with --configs=s "
+    "No GPU or TPU found: one update of the xl model takes 56.6s on this CPU; the 49,999,478 updates left until "
+    "run.steps=100,000,000 would take about 90 years; pick a smaller size with --configs=s "
     "(or --configs=debug for a smoke test)"
   )
   assert "this model takes 0.5s" in cpu_hint.hint_line(None, 0.5, 7200, 10**6)
