@@ -24,9 +24,10 @@ TF-Agents or TFP types, so it loads with TensorFlow alone. Signatures:
   and ``policy_state_spec`` (JSON) and ``metadata`` (all of it as one JSON document, also written
   to ``assets.extra/dreamer_metadata.json``).
 
-The batch size is polymorphic. Inputs are validated inside the graph, so a wrong shape, a state of
-the wrong size or mismatched batch sizes fail with a message naming the input even where the
-caller (TF Serving's C++ session) does not check shapes against the signature.
+The batch size is polymorphic; the scalar inputs (``greedy``, ``seed``, ``batch_size``) are declared
+with shape ``[]``. Inputs are validated inside the graph, so a wrong shape, a state of the wrong
+size or mismatched batch sizes fail with a message naming the input even where the caller (TF
+Serving's C++ session) does not check shapes against the signature.
 """
 
 from __future__ import annotations
@@ -198,14 +199,12 @@ class ExportedPolicy(tf.Module):
     specs["is_first"] = tf.TensorSpec([None], tf.bool, "is_first")
     for key, dims in self._state_dims.items():
       specs[key] = tf.TensorSpec([None, *dims], tf.float32, key)
-    # The scalars have no static shape in the signature: Grappler trusts static shapes and would
-    # fold their in-graph checks away, while TF Serving feeds whatever shape a request holds.
     self.action = tf.function(
       self._action,
-      input_signature=[specs, tf.TensorSpec(None, tf.bool, "greedy"), tf.TensorSpec(None, tf.int64, "seed")],
+      input_signature=[specs, tf.TensorSpec([], tf.bool, "greedy"), tf.TensorSpec([], tf.int64, "seed")],
     )
     self.get_initial_state = tf.function(
-      self._get_initial_state, input_signature=[tf.TensorSpec(None, tf.int32, "batch_size")]
+      self._get_initial_state, input_signature=[tf.TensorSpec([], tf.int32, "batch_size")]
     )
     self.get_metadata = tf.function(self._get_metadata, input_signature=[tf.TensorSpec([], tf.int32, "request")])
 
@@ -241,9 +240,11 @@ class ExportedPolicy(tf.Module):
   def _action(self, inputs, greedy=tf.constant(True), seed=tf.constant(-1, tf.int64)):  # noqa: B008
     with tf.control_dependencies(self._validate(inputs, greedy, seed)):
       inputs = {k: tf.identity(v) for k, v in inputs.items()}
-      # Reduced to scalars so that a wrongly shaped flag cannot fail inside a lowered tf.cond (whose
-      # predicate does not wait for the checks) before its own check reports it.
-      greedy = tf.reduce_any(greedy)
+      # The signature declares the flags as scalars, but a server feeds whatever shape a request
+      # holds. Flattened and reduced to true scalars, so that a wrongly shaped flag cannot fail
+      # inside a lowered tf.cond (whose predicate does not wait for the checks) before its own
+      # check names it; a plain reduce_any of a static scalar would reduce over no axis.
+      greedy = tf.reduce_any(tf.reshape(greedy, [-1]))
       seed = tf.reduce_max(tf.concat([tf.reshape(seed, [-1]), [-1]], 0))
     obs = {k: inputs[k] for k in self._obs_keys}
     state = {k: inputs[k] for k in STATE_KEYS}

@@ -94,15 +94,16 @@ def test_saved_model_cli_show_has_readable_signatures(version_dir):
     "inputs['deter'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 32)",
     "inputs['stoch'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 4, 4)",
     "inputs['prev_action'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 6)",
-    "inputs['greedy'] tensor_info:\n        dtype: DT_BOOL",
-    "inputs['seed'] tensor_info:\n        dtype: DT_INT64",
+    "inputs['greedy'] tensor_info:\n        dtype: DT_BOOL\n        shape: ()",
+    "inputs['seed'] tensor_info:\n        dtype: DT_INT64\n        shape: ()",
     "outputs['action'] tensor_info:\n        dtype: DT_INT32\n        shape: (-1)",
     "outputs['deter'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 32)",
     "Method name is: tensorflow/serving/predict",
   ):
     assert line in action, line
   assert "0/observation" not in text and "time_step" not in text
-  assert "inputs['batch_size']" in text.split("signature_def['get_initial_state']")[1]
+  initial_state = text.split("signature_def['get_initial_state']")[1].split("signature_def[")[0]
+  assert "inputs['batch_size'] tensor_info:\n        dtype: DT_INT32\n        shape: ()" in initial_state
 
 
 def test_saved_model_cli_run(version_dir, tmp_path):
@@ -315,10 +316,10 @@ def raw_session(version_dir):
   graph = tf.Graph()
   sess = tf.compat.v1.Session(graph=graph)
   meta_graph = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(version_dir))
-  sig = meta_graph.signature_def["action"]
   tensor = lambda info: graph.get_tensor_by_name(info.name)._as_tf_output()
 
-  def run(feeds):
+  def run(feeds, signature="action"):
+    sig = meta_graph.signature_def[signature]
     fetches = [tensor(sig.outputs[k]) for k in sorted(sig.outputs)]
     return sess._call_tf_sessionrun(None, {tensor(sig.inputs[k]): v for k, v in feeds.items()}, fetches, [], None)
 
@@ -338,6 +339,12 @@ def test_wrong_inputs_rejected_in_graph_naming_the_input(raw_session, key, value
     assert message in info.value.message
 
 
+def test_non_scalar_batch_size_rejected_in_graph(raw_session):
+  assert len(raw_session({"batch_size": np.array(2, np.int32)}, "get_initial_state")) == 3
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"input batch_size must have a scalar \(shape \[\]\)"):
+    raw_session({"batch_size": np.array([2, 3], np.int32)}, "get_initial_state")
+
+
 def test_wrong_inputs_rejected_by_the_loaded_signature(version_dir):
   action_fn = tf.saved_model.load(str(version_dir)).signatures["action"]
   inputs = _good_inputs()
@@ -349,6 +356,9 @@ def test_wrong_inputs_rejected_by_the_loaded_signature(version_dir):
     action_fn(**{**inputs, "deter": np.zeros([2, 64], np.float32)})
   with pytest.raises(TypeError, match="name='image'"):
     action_fn(**{**inputs, "image": tf.zeros([2, 64, 64, 3], tf.float32)})
+  for key, value in (("greedy", np.array([True, False])), ("seed", np.array([1, 2], np.int64))):
+    with pytest.raises(TypeError, match=f"name='{key}'"):  # TensorFlow's own check of the scalar shape.
+      action_fn(**{**inputs, key: value})
   with pytest.raises(tf.errors.InvalidArgumentError, match="input stoch has batch size"):
     action_fn(**{**inputs, "stoch": np.zeros([5, 4, 4], np.float32)})
   with pytest.raises(tf.errors.InvalidArgumentError, match="input batch_size must be a scalar >= 0"):
