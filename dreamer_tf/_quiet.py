@@ -127,19 +127,30 @@ def filtered_stderr(pattern: re.Pattern):
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-  """Runs the first ``import tensorflow`` inside :func:`filtered_stderr`, then removes itself."""
+  """Runs the first ``import tensorflow`` inside :func:`filtered_stderr`, then removes itself.
+
+  It stays in place when a library only looks for TensorFlow (``importlib.util.find_spec``)
+  without importing it.
+  """
+
+  def __init__(self):
+    self._finding = False
 
   def find_spec(self, fullname, path, target=None):
-    if fullname != "tensorflow":
+    if fullname != "tensorflow" or self._finding:
       return None
-    with contextlib.suppress(ValueError):
-      sys.meta_path.remove(self)
-    spec = importlib.util.find_spec(fullname)
+    self._finding = True  # The other finders locate the package; this one only wraps its loader.
+    try:
+      spec = importlib.util.find_spec(fullname)
+    finally:
+      self._finding = False
     if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
       return spec
     exec_module = spec.loader.exec_module
 
     def exec_filtered(module):
+      with contextlib.suppress(ValueError):
+        sys.meta_path.remove(self)
       with filtered_stderr(TF_FACTORY_NOISE):
         exec_module(module)
 

@@ -112,6 +112,16 @@ def test_defaults_are_set_only_when_unset_and_not_verbose():
   assert environment_after_import(DISPLAY=":0")["MUJOCO_GL"] is None  # With a display GLFW works.
 
 
+def test_tensorflow_import_is_filtered_even_after_a_lookup():
+  # A library may look for TensorFlow before anything imports it; the import itself is still filtered.
+  code = "import importlib.util, dreamer_tf; importlib.util.find_spec('tensorflow'); import tensorflow"
+  result, output = run_python("-c", code, env=clean_env(), timeout=300)
+  assert result.returncode == 0, output
+  assert "Unable to register" not in output, output
+  verbose, verbose_output = run_python("-c", code, env=clean_env(DREAMER_TF_VERBOSE="1"), timeout=300)
+  assert verbose.returncode == 0 and TF_FACTORY in verbose_output, verbose_output
+
+
 def test_verbose_requested():
   assert _quiet.verbose_requested(["prog", "--verbose"], {})
   assert _quiet.verbose_requested(["prog", "--env=x", "--verbose=true"], {})
