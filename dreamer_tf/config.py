@@ -354,6 +354,37 @@ def validate(config: Config) -> None:
     raise ConfigError(f"env.atari.size must be square with a power-of-two side for the CNN, got {size}")
 
 
+# Model keys added to the defaults after runs may have been written, with the key whose value
+# rebuilds such a run as it was trained (before model.vector_layers/vector_units existed, the vector
+# encoder and decoder used model.layers/units). Other keys a saved config lacks take their defaults.
+_MODEL_KEYS_ADDED_SINCE = {"vector_layers": "layers", "vector_units": "units"}
+
+
+def load_saved_config(path: str | os.PathLike) -> Config:
+  """Reads the ``config.yaml`` of a run, also one written before keys were added to the defaults.
+
+  Args:
+    path: A run's ``<logdir>/config.yaml``.
+
+  Returns:
+    The validated :class:`Config` the run was trained with.
+
+  Raises:
+    ConfigError: an unreadable file, or a key this version does not know.
+  """
+  saved = _read_yaml(pathlib.Path(path))
+  model = saved.get("model")
+  if isinstance(model, dict):
+    for added, source in _MODEL_KEYS_ADDED_SINCE.items():
+      if added not in model and source in model:
+        model[added] = model[source]
+  data = _read_yaml(CONFIG_DIR / "defaults.yaml")
+  _merge(data, saved, str(path))
+  config = Config(data)
+  validate(config)
+  return config
+
+
 def save_config(config: Config, logdir: str | os.PathLike) -> pathlib.Path:
   """Writes the resolved config to ``<logdir>/config.yaml`` atomically."""
   path = pathlib.Path(logdir) / "config.yaml"

@@ -380,10 +380,8 @@ def restore_agent(logdir: str | os.PathLike, checkpoint: str | os.PathLike | Non
   Raises:
     UserError: a missing config, environment name or checkpoint.
   """
-  import yaml
-
   from dreamer_tf.agent.dreamer_agent import DreamerAgent
-  from dreamer_tf.config import Config, validate
+  from dreamer_tf.config import load_saved_config
   from dreamer_tf.envs import env_tensor_specs
   from dreamer_tf.training.checkpointer import Checkpointer
 
@@ -391,8 +389,7 @@ def restore_agent(logdir: str | os.PathLike, checkpoint: str | os.PathLike | Non
   config_file = logdir / "config.yaml"
   if not config_file.is_file():
     raise UserError(f"{config_file} does not exist: pass the --logdir of a training run")
-  config = Config(yaml.safe_load(config_file.read_text()))
-  validate(config)
+  config = load_saved_config(config_file)
   run_file = logdir / "run.json"
   if env is None and run_file.is_file():
     env = json.loads(run_file.read_text()).get("env")

@@ -273,3 +273,22 @@ def test_domain_presets_carry_the_2023_settings(env_name):
   resolved = _flat(resolve_config(env_name, [], []))
   expected = {**COMMON, **DOMAIN_SETTINGS[env_name]}
   assert {k: resolved[k] for k in expected} == expected
+
+
+def test_a_run_saved_before_the_vector_keys_loads_with_the_model_it_was_trained_with(tmp_path):
+  """Runs written before model.vector_layers/units existed used model.layers/units for the vector MLPs."""
+  data = resolve_config("dmcproprio_cartpole_balance", ["debug"], ["model.layers=2", "model.units=48"]).to_dict()
+  del data["model"]["vector_layers"], data["model"]["vector_units"]
+  del data["run"]["seed"]  # A key the run lacks for another reason takes its default.
+  path = tmp_path / "config.yaml"
+  path.write_text(yaml.safe_dump(data))
+  config = config_lib.load_saved_config(path)
+  assert (config.model.vector_layers, config.model.vector_units) == (2, 48)
+  assert config.run.seed == load_config().run.seed
+
+
+def test_a_saved_config_with_an_unknown_key_is_one_line(tmp_path):
+  path = tmp_path / "config.yaml"
+  path.write_text(yaml.safe_dump({"model": {"deterr": 8}}))
+  with pytest.raises(ConfigError, match=r"unknown config key 'model.deterr'; did you mean 'model.deter'"):
+    config_lib.load_saved_config(path)
