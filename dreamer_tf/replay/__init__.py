@@ -2,6 +2,6 @@
 
 from dreamer_tf.replay.observer import DreamerStepObserver
 from dreamer_tf.replay.sequence_replay import SequenceReplayBuffer, checkpoint_exists
-from dreamer_tf.replay.spec import step_spec
+from dreamer_tf.replay.spec import prefill_steps, step_spec
 
-__all__ = ["DreamerStepObserver", "SequenceReplayBuffer", "checkpoint_exists", "step_spec"]
+__all__ = ["DreamerStepObserver", "SequenceReplayBuffer", "checkpoint_exists", "prefill_steps", "step_spec"]

@@ -94,3 +94,13 @@ def unflatten(flat: Mapping[str, Any]) -> dict:
       node = node.setdefault(part, {})
     node[leaf] = value
   return out
+
+
+def prefill_steps(config) -> int:
+  """Steps that replay must hold, collected by a uniformly random policy, before the first update.
+
+  One batch of windows (``replay.batch_size * replay.batch_length``) or ``run.train_start`` if
+  larger: the 2023 code's ``max(batch_steps, train_fill)`` (``embodied/run/train.py``, whose
+  ``train_fill`` defaults to 0).
+  """
+  return max(int(config.replay.batch_size) * int(config.replay.batch_length), int(config.run.train_start))

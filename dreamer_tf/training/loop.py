@@ -6,6 +6,9 @@ One iteration of :meth:`Trainer.run`::
   SequenceReplayBuffer.as_dataset(B, T) --> DreamerAgent.train (tf.function)
   every N seconds: Logger.write, Checkpointer.save (agent, counters, replay)
 
+Until replay holds one batch of windows (``batch_size * batch_length`` steps, or
+``run.train_start`` if larger: :func:`~dreamer_tf.replay.prefill_steps`) a uniformly
+random policy collects, as in the 2023 code; then the collect policy of the agent does.
 The train ratio is the number of replayed steps (``batch_size * batch_length`` per
 update) per agent step, counted from the step at which training starts; the loop
 runs exactly as many updates as the ratio allows after each collected step, so
@@ -24,14 +27,14 @@ import time
 import numpy as np
 import tensorflow as tf
 from tf_agents.drivers import py_driver
-from tf_agents.policies import py_tf_eager_policy
+from tf_agents.policies import py_tf_eager_policy, random_py_policy
 
 from dreamer_tf import distribute
 from dreamer_tf import envs as envs_lib
 from dreamer_tf.agent.dreamer_agent import DreamerAgent
-from dreamer_tf.config import Config, save_config
+from dreamer_tf.config import Config, load_saved_config, save_config
 from dreamer_tf.errors import UserError
-from dreamer_tf.replay import DreamerStepObserver, SequenceReplayBuffer, step_spec
+from dreamer_tf.replay import DreamerStepObserver, SequenceReplayBuffer, prefill_steps, step_spec
 from dreamer_tf.training import checkpointer as checkpointer_lib
 from dreamer_tf.training import cpu_hint
 from dreamer_tf.training.episode_video import EpisodeVideoRecorder
@@ -113,9 +116,7 @@ def prepare_logdir(logdir: str | os.PathLike, config: Config, env_name: str) -> 
       )
     config_file = logdir / "config.yaml"
     if config_file.exists():
-      import yaml
-
-      old = Config(yaml.safe_load(config_file.read_text()))
+      old = load_saved_config(config_file)
       for key in _RESUME_MUST_MATCH:
         if _get(old, key) != _get(config, key):
           raise UserError(
@@ -291,8 +292,13 @@ class Trainer:
     steps = self.agent_steps - int(self.counters.train_start_step.numpy())
     return self.updates_since_start() * self.batch_size * self.batch_length / max(1, steps)
 
+  @property
+  def training_started(self) -> bool:
+    """Whether the random prefill is over (checkpointed: a resumed run does not prefill again)."""
+    return int(self.counters.train_start_step.numpy()) >= 0
+
   def _ready_to_train(self) -> bool:
-    return self.agent_steps >= self.config.run.train_start and self.replay.stream_length >= self.batch_length
+    return self.replay.size >= prefill_steps(self.config) and self.replay.stream_length >= self.batch_length
 
   def train_once(self):
     if self._dataset is None:
@@ -358,6 +364,16 @@ class Trainer:
     driver = py_driver.PyDriver(
       self.env, policy, observers=[self.observer], transition_observers=[on_transition], max_steps=run.envs
     )
+    # The 2023 code's prefill: a uniformly random policy until replay holds prefill_steps(config).
+    # Seeded by the step, so that a run stopped during the prefill does not repeat its actions.
+    random_policy = random_py_policy.RandomPyPolicy(
+      self.env.time_step_spec(), self.env.action_spec(), seed=run.seed + self.agent_steps
+    )
+    prefill_driver = py_driver.PyDriver(
+      self.env, random_policy, observers=[self.observer], transition_observers=[on_transition], max_steps=run.envs
+    )
+    if not self.training_started:
+      _log.info("Prefill: a random policy collects until replay holds %d steps", prefill_steps(self.config))
     self.observer.reset()
     time_step = self.env.reset()
     tracker.update(time_step)
@@ -367,7 +383,10 @@ class Trainer:
     last_return = None
     try:
       while self.agent_steps < total and not self._stop_requested(signals):
-        time_step, policy_state = driver.run(time_step, policy_state)
+        if self.training_started:
+          time_step, policy_state = driver.run(time_step, policy_state)
+        else:
+          time_step, _ = prefill_driver.run(time_step, ())
         self.counters.agent_steps.assign_add(collected[0])
         schedule.steps += collected[0]
         collected[0] = 0
@@ -377,7 +396,7 @@ class Trainer:
           row = {f"episode/{k}": v for k, v in stats.items() if k != "env"}
           self.logger.episode(self.agent_steps, row)
         finished.clear()
-        if int(self.counters.train_start_step.numpy()) < 0 and self._ready_to_train():
+        if not self.training_started and self._ready_to_train():
           self.counters.train_start_step.assign(self.agent_steps)
           self.counters.train_start_updates.assign(self.updates)
         due = self.updates_due()
