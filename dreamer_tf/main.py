@@ -43,6 +43,7 @@ flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA (run.jit
 flags.DEFINE_float("checkpoint_every_secs", None, "Seconds between checkpoints (run.checkpoint_every_secs).")
 flags.DEFINE_integer("eval_every", None, "Agent steps between evaluations, 0 disables (run.eval_every).")
 flags.DEFINE_integer("eval_episodes", None, "Episodes per evaluation (run.eval_episodes).")
+flags.DEFINE_bool("eval_greedy", None, "Evaluate with the actor's mode instead of sampling (run.eval_greedy).")
 flags.DEFINE_bool("eval_only", False, "Only evaluate the policy of --checkpoint (or the logdir's latest).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint directory to restore (default: the logdir's latest).")
 flags.DEFINE_enum(
@@ -71,6 +72,7 @@ _FLAG_KEYS = {
   "checkpoint_every_secs": "run.checkpoint_every_secs",
   "eval_every": "run.eval_every",
   "eval_episodes": "run.eval_episodes",
+  "eval_greedy": "run.eval_greedy",
   "strategy": "run.strategy",
   "replay": "replay.backend",
   "reverb_address": "replay.reverb_address",

@@ -32,6 +32,7 @@ from tf_agents.policies import py_tf_eager_policy, random_py_policy
 from dreamer_tf import distribute
 from dreamer_tf import envs as envs_lib
 from dreamer_tf.agent.dreamer_agent import DreamerAgent
+from dreamer_tf.agent.dreamer_policy import DreamerPolicy
 from dreamer_tf.config import Config, load_saved_config, save_config
 from dreamer_tf.errors import UserError
 from dreamer_tf.replay import DreamerStepObserver, SequenceReplayBuffer, prefill_steps, step_spec
@@ -529,11 +530,28 @@ class Trainer:
       self.logger.video(f"openloop/{key}", (video.numpy() * 255).astype(np.uint8))
     self.logger.write(self.agent_steps)
 
+  def eval_policy(self) -> DreamerPolicy:
+    """A fresh evaluation policy: it samples from the actor, or takes its mode with ``run.eval_greedy``.
+
+    Sampling is the default, as in the 2023 code (its ``eval`` mode samples). The policy's random
+    stream (seed ``run.seed + 3``) is the same at every evaluation.
+    """
+    agent = self.agent
+    return DreamerPolicy(
+      agent.time_step_spec,
+      agent.action_spec,
+      agent.world_model,
+      agent.actor_critic,
+      greedy=bool(self.config.run.eval_greedy),
+      seed=self.config.run.seed + 3,
+      name="eval_policy",
+    )
+
   def evaluate(self, episodes: int):
-    """Runs greedy evaluation episodes and logs ``eval/return`` rows."""
+    """Runs evaluation episodes with :meth:`eval_policy` and logs ``eval/return`` rows."""
     env = envs_lib.make_env(self.env_name, self.config, seed=self.config.run.seed + 10_000)
     try:
-      results = evaluate(self.agent.policy, env, episodes)
+      results = evaluate(self.eval_policy(), env, episodes)
     finally:
       env.close()
     for stats in results:
