@@ -1,0 +1,107 @@
+"""Tests for tools/parity.py: the same settings reach both sides, and a tiny side-by-side run writes the JSON."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+_TOOLS = pathlib.Path(__file__).resolve().parents[2] / "tools"
+_spec = importlib.util.spec_from_file_location("dreamer_tools_parity", _TOOLS / "parity.py")
+parity = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(parity)
+
+_TINY = [
+  "--task=gym_CartPole-v1",
+  "--seeds=0",
+  "--updates=4",
+  "--deter=16",
+  "--units=16",
+  "--layers=1",
+  "--stoch=4",
+  "--classes=4",
+  "--mlp_layers=1",
+  "--mlp_units=16",
+  "--batch_size=2",
+  "--batch_length=8",
+  "--train_ratio=16",
+  "--envs=1",
+  "--return_bins=2",
+  "--update_bins=2",
+]
+
+
+def _flag(command, name):
+  return command[command.index(name) + 1]
+
+
+def test_both_sides_get_the_same_settings(tmp_path):
+  args = parity.parse_args(["run", *_TINY, "--task=dmcproprio_cartpole_balance", "--envs=4", f"--out={tmp_path}"])
+  assert args.repeat == 2
+  ours = parity.ours_command(args, 3, tmp_path / "ours")
+  ref = parity.reference_command(args, 3, tmp_path / "ref")
+  overrides = dict(c[len("--override=") :].split("=", 1) for c in ours if c.startswith("--override="))
+  assert overrides["model.deter"] == _flag(ref, "--rssm.deter") == "16"
+  assert overrides["model.units"] == _flag(ref, r"--.*\.units") == "16"
+  assert overrides["model.layers"] == _flag(ref, r"--.*\.layers") == "1"
+  assert overrides["model.stoch"] == _flag(ref, "--rssm.stoch") == "4"
+  assert overrides["model.classes"] == _flag(ref, "--rssm.classes") == "4"
+  assert (
+    overrides["model.vector_units"] == _flag(ref, "--encoder.mlp_units") == _flag(ref, "--decoder.mlp_units") == "16"
+  )
+  assert overrides["model.vector_layers"] == _flag(ref, "--encoder.mlp_layers") == _flag(ref, "--decoder.mlp_layers")
+  assert overrides["replay.batch_size"] == _flag(ref, "--batch_size") == "2"
+  assert overrides["replay.batch_length"] == _flag(ref, "--batch_length") == "8"
+  assert float(overrides["run.train_ratio"]) == float(_flag(ref, "--run.train_ratio")) == 16.0
+  assert overrides["env.dmc.repeat"] == _flag(ref, "--env.dmc.repeat") == "2"
+  assert f"--envs={_flag(ref, '--envs.amount')}" in ours
+  assert f"--seed={_flag(ref, '--seed')}" in ours
+  assert f"--steps={_flag(ref, '--run.steps')}" in ours
+  assert overrides["run.train_start"] == str(parity.prefill_steps(args))  # the reference's random prefill
+  assert _flag(ref, "--task") == "dmc_cartpole_balance"
+  assert _flag(ref, "--jax.platform") == "cpu" and _flag(ref, "--jax.precision") == "float32"
+
+
+def test_steps_cover_prefill_and_updates():
+  args = parity.parse_args(["run", "--task=dmcproprio_cartpole_balance", "--updates=500", "--out=/tmp/x"])
+  # Replay holds one batch of 16 x 64 windows after 4 x (256 + 63) steps: 1,300 in chunks of 100.
+  assert parity.prefill_steps(args) == 1300
+  assert parity.total_steps(args) == 1300 + 1000
+
+
+def test_unsupported_task_and_bad_seeds_are_refused(capsys):
+  with pytest.raises(SystemExit, match="no reference adapter"):
+    parity.parse_args(["run", "--task=atari_pong", "--updates=1", "--out=/tmp/x"])
+  with pytest.raises(SystemExit):
+    parity.parse_args(["run", "--task=gym_CartPole-v1", "--updates=1", "--seeds=a,b", "--out=/tmp/x"])
+  assert "not a list of integers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_side_by_side_run_writes_the_json(tmp_path):
+  out = tmp_path / "parity"
+  result = subprocess.run(
+    [sys.executable, str(_TOOLS / "parity.py"), "run", *_TINY, f"--out={out}"],
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  report = json.loads((out / "parity.json").read_text())
+  ours = report["sides"]["dreamer_tf"]
+  assert ours["updates_per_seed"]["0"] >= 4
+  assert ours["seconds_per_update"] > 0
+  assert ours["params"]["world_model"] > 0
+  assert report["returns"]["dreamer_tf"]["mean"]
+  assert (out / "returns.png").stat().st_size > 0 and (out / "diagnostics.png").stat().st_size > 0
+  reason = parity.reference_missing(parity.DEFAULT_VENV)
+  if reason:
+    assert report["skipped"]["reference"] == reason
+    assert f"reference skipped: {reason}" in result.stdout
+    pytest.skip(f"reference side not run: {reason}")
+  ref = report["sides"]["reference"]
+  assert ref["updates_per_seed"]["0"] >= 4
+  assert ref["params"] == ours["params"]  # Same size on both sides: the counts match exactly.
+  assert report["diagnostics"]["model loss"]["reference"]["mean"]

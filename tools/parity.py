@@ -1,0 +1,733 @@
+"""Runs the author's 2023 DreamerV3 release and dreamer_tf side by side on one task.
+
+The reference is ``dreamerv3==1.5.0`` (the code behind arXiv 2301.04104v1), run from a virtual
+environment of its own; none of its code is copied into dreamer_tf. Make that environment once
+(a few minutes; Python 3.11, jax/jaxlib 0.4.13 on CPU)::
+
+  python tools/parity.py setup-reference --venv=.venv-reference
+
+then train both sides on the same task with the same settings (model size, train ratio, batch
+size and length, envs, action repeat, steps, seeds) and compare::
+
+  python tools/parity.py run --task=dmcproprio_cartpole_balance --seeds=0,1,2 --updates=500 \\
+      --deter=128 --units=128 --layers=1 --mlp_layers=1 --mlp_units=128 --out=docs/parity/cartpole
+
+The output directory gets ``returns.png`` (episode returns against agent steps, seeds as min-max
+bands), ``diagnostics.png`` (world-model and actor-critic metrics against updates), and
+``parity.json`` (per-bin mean returns and metrics of each side and seed, parameter counts,
+seconds per update of each side measured in the same run, and the exact commands). Each run
+keeps its logs under ``<out>/runs/<side>_seed<N>/``. ``python tools/parity.py report --out=DIR``
+redraws the figures and the JSON from those logs.
+
+Agent steps are counted alike on both sides: every ``env.step`` of every environment copy, each
+environment's first reset included (the reference's step counter does so; its logged ``step``
+is that counter times the action repeat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LAUNCHER = pathlib.Path(__file__).resolve().parent / "parity_reference.py"
+DEFAULT_VENV = REPO / ".venv-reference"
+OURS = "dreamer_tf"
+REFERENCE = "reference"
+SIDES = (OURS, REFERENCE)
+
+# The reference venv (reference_install.md): the author's package without its pinned gym==0.19
+# (no Python 3.11 build), the jax/optax versions of February 2023, tfp without its TF
+# dependency, and what its imports really need.
+REFERENCE_PIP = (
+  ("--no-deps", "dreamerv3==1.5.0"),
+  (
+    "jax==0.4.13",
+    "jaxlib==0.4.13",
+    "optax==0.1.7",
+    "chex==0.1.82",
+    "numpy==1.26.4",
+    "ruamel.yaml<0.18",
+    "rich",
+    "cloudpickle",
+    "decorator",
+    "gast",
+    "dm-tree",
+    "six",
+    "scipy==1.11.4",
+    "dm_control==1.0.50",
+    "mujoco==3.17.0",
+    "gymnasium==1.3.0",
+  ),
+  ("--no-deps", "tensorflow-probability==0.20.1"),
+)
+REFERENCE_CHECK = "import dreamerv3, jax, optax, tensorflow_probability, dm_control, gymnasium; print(jax.__version__)"
+
+
+def setup_reference(venv: pathlib.Path, python: str = "python3.11") -> None:
+  """Creates the reference's virtual environment at ``venv`` and checks that it imports."""
+  if not (venv / "bin" / "python").exists():
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+  pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+  for args in REFERENCE_PIP:
+    print("+", shlex.join(["pip", "install", *args]), flush=True)
+    subprocess.run([*pip, *args], check=True)
+  out = subprocess.run(
+    [str(venv / "bin" / "python"), "-c", REFERENCE_CHECK], check=True, capture_output=True, text=True, env=_ref_env()
+  )
+  print(f"reference venv ready at {venv} (jax {out.stdout.strip()})")
+
+
+def _ref_env() -> dict:
+  env = dict(os.environ, MUJOCO_GL="egl", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  env.pop("PYTHONPATH", None)
+  return env
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def _suite(task: str) -> str:
+  if task.startswith("dmcproprio_"):
+    return "dmc"
+  if task.startswith("gym_"):
+    return "gym"
+  raise SystemExit(
+    f"error: --task={task} has no reference adapter in tools/parity.py; use dmcproprio_<domain>_<task> or "
+    "gym_<id> with a 1-D Box observation (e.g. gym_CartPole-v1, gym_Pendulum-v1)"
+  )
+
+
+def reference_task(task: str) -> str:
+  """The reference's name of a dreamer_tf task (``gymnasium_<id>`` is this tool's adapter)."""
+  if _suite(task) == "dmc":
+    return "dmc_" + task[len("dmcproprio_") :]
+  return "gymnasium_" + task[len("gym_") :]
+
+
+def prefill_steps(args: argparse.Namespace) -> int:
+  """Agent steps of random prefill until replay holds one batch of windows (the reference's rule),
+  rounded up to its collection chunks of 100 steps."""
+  per_env = math.ceil(args.batch_size * args.batch_length / args.envs) + args.batch_length - 1
+  return int(math.ceil(per_env * args.envs / 100) * 100)
+
+
+def total_steps(args: argparse.Namespace) -> int:
+  """Agent steps for ``args.updates`` updates after the prefill at the train ratio, rounded up to the
+  reference's collection chunks of 100 steps (it only stops between chunks)."""
+  steps = prefill_steps(args) + math.ceil(args.updates * args.batch_size * args.batch_length / args.train_ratio)
+  return int(math.ceil(steps / 100) * 100)
+
+
+def _has_model_key(name: str) -> bool:
+  import yaml
+
+  defaults = yaml.safe_load((REPO / "configs" / "defaults.yaml").read_text())
+  return name in defaults.get("model", {})
+
+
+def ours_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> list[str]:
+  """dreamer_tf's command line for one seed."""
+  suite = _suite(args.task)
+  overrides = {
+    "model.deter": args.deter,
+    "model.units": args.units,
+    "model.layers": args.layers,
+    "model.stoch": args.stoch,
+    "model.classes": args.classes,
+    "replay.batch_size": args.batch_size,
+    "replay.batch_length": args.batch_length,
+    "run.train_ratio": float(args.train_ratio),
+    f"env.{suite}.repeat": args.repeat,
+    # The reference's random prefill, in steps: replay holds one batch of windows (not of steps).
+    "run.train_start": prefill_steps(args),
+    "run.log_every_secs": 1.0,
+    "run.video_every": 0,
+  }
+  if _has_model_key("vector_layers") and _has_model_key("vector_units"):
+    overrides.update({"model.vector_layers": args.mlp_layers, "model.vector_units": args.mlp_units})
+  elif (args.mlp_layers, args.mlp_units) != (args.layers, args.units):
+    raise SystemExit(
+      "error: this dreamer_tf ties the vector encoder/decoder to model.layers/units; pass "
+      f"--mlp_layers={args.layers} --mlp_units={args.units} or update dreamer_tf (issue 12, point 2)"
+    )
+  return [
+    str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable,
+    "-m",
+    "dreamer_tf.main",
+    f"--env={args.task}",
+    f"--logdir={logdir}",
+    f"--seed={seed}",
+    f"--steps={total_steps(args)}",
+    f"--envs={args.envs}",
+    "--eval_every=0",
+    "--checkpoint_every_secs=1e9",
+    *[f"--override={k}={v}" for k, v in overrides.items()],
+  ]
+
+
+def reference_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> list[str]:
+  """The reference's command line for one seed, through this tool's launcher."""
+  suite = _suite(args.task)
+  if suite == "gym" and args.repeat != 1:
+    raise SystemExit("error: the gymnasium adapter of tools/parity.py has no action repeat; pass --repeat=1")
+  command = [
+    str(args.reference_venv / "bin" / "python"),
+    str(LAUNCHER),
+    "--configs",
+    "dmc_proprio",
+    "--task",
+    reference_task(args.task),
+    "--logdir",
+    str(logdir),
+    "--seed",
+    str(seed),
+    "--run.steps",
+    str(total_steps(args)),
+    "--run.train_ratio",
+    str(float(args.train_ratio)),
+    "--batch_size",
+    str(args.batch_size),
+    "--batch_length",
+    str(args.batch_length),
+    "--envs.amount",
+    str(args.envs),
+    "--envs.parallel",
+    "none",
+    "--rssm.deter",
+    str(args.deter),
+    "--rssm.stoch",
+    str(args.stoch),
+    "--rssm.classes",
+    str(args.classes),
+    r"--.*\.units",
+    str(args.units),
+    r"--.*\.layers",
+    str(args.layers),
+  ]
+  for part in ("encoder", "decoder"):
+    command += [f"--{part}.mlp_layers", str(args.mlp_layers), f"--{part}.mlp_units", str(args.mlp_units)]
+  if suite == "dmc":
+    command += ["--env.dmc.repeat", str(args.repeat)]
+  command += [
+    "--jax.platform",
+    "cpu",
+    "--jax.precision",
+    "float32",
+    "--jax.prealloc",
+    "False",
+    "--jax.metrics_every",
+    "1",
+    "--run.log_every",
+    "120",
+    "--run.save_every",
+    "1e9",
+  ]
+  return command
+
+
+def reference_missing(venv: pathlib.Path) -> str | None:
+  """Why the reference cannot run (one line), or None."""
+  if not (venv / "bin" / "python").exists():
+    return f"no reference venv at {venv}: make it with `python tools/parity.py setup-reference --venv={venv}`"
+  return None
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+def _run_env(threads: int) -> dict:
+  env = _ref_env()
+  env.update(
+    OMP_NUM_THREADS=str(threads),
+    TF_NUM_INTRAOP_THREADS=str(threads),
+    TF_NUM_INTEROP_THREADS=str(threads),
+    XLA_FLAGS=(
+      f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
+    ),
+  )
+  return env
+
+
+def run_dir(out: pathlib.Path, side: str, seed: int) -> pathlib.Path:
+  return out / "runs" / f"{side}_seed{seed}"
+
+
+def run_all(args: argparse.Namespace) -> dict:
+  """Trains every (side, seed) not yet finished, at most ``args.parallel`` processes at once."""
+  out = args.out
+  out.mkdir(parents=True, exist_ok=True)
+  skipped = {}
+  sides = [s for s in SIDES if args.sides in ("both", s)]
+  if REFERENCE in sides:
+    reason = reference_missing(args.reference_venv)
+    if reason:
+      print(f"reference skipped: {reason}", flush=True)
+      skipped[REFERENCE] = reason
+      sides.remove(REFERENCE)
+  jobs = []
+  for seed in args.seeds:
+    for side in sides:
+      logdir = run_dir(out, side, seed)
+      if (logdir / "exit_code").exists() and (logdir / "exit_code").read_text().strip() == "0":
+        continue
+      build = ours_command if side == OURS else reference_command
+      jobs.append((side, seed, logdir, build(args, seed, logdir)))
+  running = []
+  env = _run_env(args.threads)
+  while jobs or running:
+    while jobs and len(running) < args.parallel:
+      side, seed, logdir, cmd = jobs.pop(0)
+      if logdir.exists() and side == REFERENCE:
+        for name in ("updates.jsonl", "episodes.jsonl"):
+          (logdir / name).unlink(missing_ok=True)
+      logdir.mkdir(parents=True, exist_ok=True)
+      (logdir / "command.txt").write_text(shlex.join(cmd) + "\n")
+      if side == OURS:
+        (logdir / "source.json").write_text(json.dumps(_source_state()) + "\n")
+      log = (logdir / "stdout.log").open("w")
+      print(f"start {side} seed {seed}: {shlex.join(cmd)}", flush=True)
+      proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+      running.append((side, seed, logdir, proc, log, time.time()))
+    time.sleep(2)
+    for item in list(running):
+      side, seed, logdir, proc, log, start = item
+      if proc.poll() is None:
+        continue
+      log.close()
+      running.remove(item)
+      (logdir / "exit_code").write_text(f"{proc.returncode}\n")
+      (logdir / "wall_seconds").write_text(f"{time.time() - start:.1f}\n")
+      status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}; see {logdir / 'stdout.log'})"
+      print(f"{side} seed {seed} {status} in {time.time() - start:.0f}s", flush=True)
+  return {"skipped": skipped}
+
+
+def _source_state() -> dict:
+  """The commit dreamer_tf ran from and the files that differed from it (a shared checkout)."""
+
+  def git(*args):
+    return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO).stdout.strip()
+
+  modified = git("status", "--short", "--untracked-files=no").splitlines()
+  return {"commit": git("rev-parse", "HEAD"), "modified": modified}
+
+
+# --- reading the runs ----------------------------------------------------------------------------
+
+# One table maps the reference's per-update metric names to dreamer_tf's (its train/* keys):
+# (label, dreamer_tf key, reference key). DECODER sums the losses of the decoder's keys.
+DECODER = "<decoder>"
+METRICS = (
+  ("model loss", "model_loss", "model_loss_mean"),
+  ("image/vector loss", DECODER, DECODER),
+  ("reward loss", "reward_loss", "reward_loss_mean"),
+  ("continue loss", "cont_loss", "cont_loss_mean"),
+  ("dynamics loss", "dyn_loss", "dyn_loss_mean"),
+  ("representation loss", "rep_loss", "rep_loss_mean"),
+  ("prior entropy", "prior_ent", "prior_ent_mean"),
+  ("posterior entropy", "post_ent", "post_ent_mean"),
+  ("actor entropy", "actor_entropy", "policy_entropy_mean"),
+  ("return scale", "retnorm_scale", "retnorm_scale"),
+  ("critic value", "critic_value", "extr_critic_mean"),
+)
+_NOT_DECODER = {"model", "reward", "cont", "dyn", "rep", "actor", "critic"}
+_OURS_LOSS = re.compile(r"^train/(.+)_loss$")
+_REF_LOSS = re.compile(r"^(.+)_loss_mean$")
+WARMUP_UPDATES = 10  # updates left out of seconds per update (tracing and XLA compilation)
+
+
+def _metric(row: dict, key: str, pattern: re.Pattern, prefix: str) -> float | None:
+  if key != DECODER:
+    value = row.get(prefix + key)
+    return float(value) if isinstance(value, (int, float)) else None
+  parts = [v for k, v in row.items() if (m := pattern.match(k)) and m.group(1) not in _NOT_DECODER]
+  return float(sum(parts)) if parts else None
+
+
+def _read_jsonl(path: pathlib.Path) -> list[dict]:
+  rows = []
+  if path.exists():
+    for line in path.read_text().splitlines():
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue  # The partial last line of a killed run.
+  return rows
+
+
+def load_ours(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
+  """dreamer_tf's episodes ``(agent_step, return)``, per-update metrics and seconds per update."""
+  rows = _read_jsonl(logdir / "metrics.jsonl")
+  episodes = [(r["step"] + args.envs, r["episode/return"]) for r in rows if "episode/return" in r]
+  series = {label: [] for label, _, _ in METRICS}
+  replayed = args.batch_size * args.batch_length
+  prev, secs, counted = 0, 0.0, 0
+  for row in rows:
+    if "train/updates" not in row or "train/model_loss" not in row:
+      continue
+    updates = int(row["train/updates"])
+    if updates <= prev:
+      continue
+    x = (prev + updates) / 2
+    for label, key, _ in METRICS:
+      value = _metric(row, key, _OURS_LOSS, "train/")
+      if value is not None:
+        series[label].append((x, value))
+    fps = row.get("fps/train", 0.0)
+    if prev >= WARMUP_UPDATES and fps:
+      secs += (updates - prev) * replayed / fps
+      counted += updates - prev
+    prev = updates
+  return {
+    "episodes": episodes,
+    "series": series,
+    "updates": prev,
+    "seconds_per_update": secs / counted if counted else None,
+  }
+
+
+def load_reference(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
+  """The reference's episodes, per-update metrics, seconds per update and parameter counts."""
+  del args
+  episodes = [(r["agent_step"], r["score"]) for r in _read_jsonl(logdir / "episodes.jsonl") if "score" in r]
+  rows = _read_jsonl(logdir / "updates.jsonl")
+  series = {label: [] for label, _, _ in METRICS}
+  for row in rows:
+    for label, _, key in METRICS:
+      value = _metric(row, key, _REF_LOSS, "")
+      if value is not None:
+        series[label].append((float(row["update"]), value))
+  timed = [r["seconds"] for r in rows if r["update"] > WARMUP_UPDATES]
+  params = {}
+  if (logdir / "params.json").exists():
+    names = {"model_opt": "world_model", "actor_opt": "actor", "critic_opt": "critic"}
+    params = {names.get(k, k): v for k, v in json.loads((logdir / "params.json").read_text()).items()}
+  return {
+    "episodes": episodes,
+    "series": series,
+    "updates": int(rows[-1]["update"]) if rows else 0,
+    "seconds_per_update": float(np.mean(timed)) if timed else None,
+    "first_update_seconds": rows[0]["seconds"] if rows else None,
+    "params": params,
+  }
+
+
+def ours_params(args: argparse.Namespace) -> dict:
+  """dreamer_tf's parameter counts for the run's settings (tools/count_params.py)."""
+  cache = args.out / "params_dreamer_tf.json"
+  if cache.exists():
+    return json.loads(cache.read_text())
+  command = ours_command(args, 0, args.out / "unused")
+  overrides = [c for c in command if c.startswith("--override=model.")]
+  cmd = [command[0], str(REPO / "tools" / "count_params.py"), f"--env={args.task}", *overrides]
+  out = subprocess.run(cmd, capture_output=True, text=True, env=_run_env(args.threads), cwd=REPO)
+  if out.returncode:
+    raise SystemExit(f"error: tools/count_params.py failed: {out.stderr.strip().splitlines()[-1:]}")
+  counts = json.loads(out.stdout.strip().splitlines()[-1])
+  cache.write_text(json.dumps(counts))
+  return counts
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def _plot_module():
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location("dreamer_tools_plot", pathlib.Path(__file__).parent / "plot.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _band(per_seed: dict[int, np.ndarray]) -> dict:
+  curves = np.stack(list(per_seed.values()))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # All-nan bins.
+    stats = {"mean": np.nanmean(curves, 0), "min": np.nanmin(curves, 0), "max": np.nanmax(curves, 0)}
+  out = {k: _floats(v) for k, v in stats.items()}
+  out["seeds"] = {str(seed): _floats(curve) for seed, curve in per_seed.items()}
+  return out
+
+
+def _floats(values) -> list:
+  return [None if not np.isfinite(v) else round(float(v), 5) for v in values]
+
+
+def _episodes(data: dict) -> dict:
+  return {
+    side: {str(s): [[int(x), round(float(y), 3)] for x, y in run["episodes"]] for s, run in runs.items()}
+    for side, runs in data.items()
+  }
+
+
+def _binned_sides(data: dict, points, edges: np.ndarray) -> dict:
+  """Per side: ``{"mean", "min", "max", "seeds"}`` of the per-bin means of each seed's points."""
+  plot = _plot_module()
+  out = {}
+  for side, runs in data.items():
+    per_seed = {}
+    for seed, run in runs.items():
+      xy = points(run)
+      if len(xy):
+        x, y = np.asarray(xy, np.float64).T
+        per_seed[seed] = plot.binned(x, y, edges)
+    if per_seed:
+      out[side] = _band(per_seed)
+  return out
+
+
+def _inside(sides: dict, above_ok: bool) -> float | None:
+  """Fraction of bins where dreamer_tf's seed mean lies in the reference's seed range (or above it)."""
+  if OURS not in sides or REFERENCE not in sides:
+    return None
+  hits, total = 0, 0
+  for ours, low, high in zip(sides[OURS]["mean"], sides[REFERENCE]["min"], sides[REFERENCE]["max"]):
+    if None in (ours, low, high):
+      continue
+    total += 1
+    hits += low <= ours and (above_ok or ours <= high)
+  return round(hits / total, 3) if total else None
+
+
+def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
+  """Reads the runs under ``args.out/runs`` and writes parity.json, returns.png and diagnostics.png."""
+  data = {OURS: {}, REFERENCE: {}}
+  for side, loader in ((OURS, load_ours), (REFERENCE, load_reference)):
+    for seed in args.seeds:
+      logdir = run_dir(args.out, side, seed)
+      if logdir.exists():
+        data[side][seed] = loader(logdir, args)
+  data = {side: runs for side, runs in data.items() if runs}
+  if not data:
+    raise SystemExit(f"error: no runs under {args.out / 'runs'}; run `python tools/parity.py run ...` first")
+
+  steps = total_steps(args)
+  step_edges = np.linspace(0, steps, args.return_bins + 1)
+  returns = _binned_sides(data, lambda run: run["episodes"], step_edges)
+  max_updates = min(run["updates"] for runs in data.values() for run in runs.values())
+  update_edges = np.linspace(0, max(1, max_updates), args.update_bins + 1)
+  diagnostics = {}
+  for label, _, _ in METRICS:
+    diagnostics[label] = _binned_sides(data, lambda run, label=label: run["series"][label], update_edges)
+
+  summary = {}
+  for side, runs in data.items():
+    timed = [run["seconds_per_update"] for run in runs.values() if run["seconds_per_update"]]
+    summary[side] = {
+      "seconds_per_update": round(float(np.mean(timed)), 3) if timed else None,
+      "seconds_per_update_per_seed": {str(s): run["seconds_per_update"] for s, run in runs.items()},
+      "updates_per_seed": {str(s): run["updates"] for s, run in runs.items()},
+      "episodes_per_seed": {str(s): len(run["episodes"]) for s, run in runs.items()},
+    }
+  if OURS in data:
+    summary[OURS]["params"] = ours_params(args)
+  if REFERENCE in data:
+    summary[REFERENCE]["params"] = next(iter(data[REFERENCE].values()))["params"]
+    firsts = [r["first_update_seconds"] for r in data[REFERENCE].values() if r["first_update_seconds"]]
+    summary[REFERENCE]["first_update_seconds"] = round(float(np.mean(firsts)), 1) if firsts else None
+
+  settings = {
+    k: getattr(args, k)
+    for k in (
+      "task",
+      "updates",
+      "deter",
+      "units",
+      "layers",
+      "stoch",
+      "classes",
+      "mlp_layers",
+      "mlp_units",
+      "train_ratio",
+      "batch_size",
+      "batch_length",
+      "envs",
+      "repeat",
+      "threads",
+    )
+  }
+  settings.update(seeds=list(args.seeds), steps=steps, reference_task=reference_task(args.task))
+  result = {
+    "settings": settings,
+    "sides": summary,
+    "returns": {"agent_step_bins": _floats((step_edges[:-1] + step_edges[1:]) / 2), **returns},
+    "returns_inside_reference_range_or_above": _inside(returns, above_ok=True),
+    "episodes": _episodes(data),
+    "diagnostics": {
+      "update_bins": _floats((update_edges[:-1] + update_edges[1:]) / 2),
+      **diagnostics,
+    },
+    "diagnostics_inside_reference_range": {
+      label: _inside(sides, above_ok=False) for label, sides in diagnostics.items()
+    },
+    **(extra or {}),
+  }
+  result["commands"], result["dreamer_tf_source"] = {}, {}
+  for side in data:
+    for seed in data[side]:
+      logdir = run_dir(args.out, side, seed)
+      if (logdir / "command.txt").exists():
+        result["commands"][logdir.name] = (logdir / "command.txt").read_text().strip()
+      if (logdir / "source.json").exists():
+        result["dreamer_tf_source"][logdir.name] = json.loads((logdir / "source.json").read_text())
+  (args.out / "parity.json").write_text(json.dumps(result, indent=1) + "\n")
+  _draw(args, result)
+  return result
+
+
+_COLORS = {OURS: "tab:blue", REFERENCE: "tab:orange"}
+
+
+def _label(result: dict, side: str) -> str:
+  info = result["sides"].get(side, {})
+  secs = info.get("seconds_per_update")
+  seeds = len(info.get("updates_per_seed", {}))
+  name = "dreamer_tf" if side == OURS else "reference (dreamerv3 1.5.0)"
+  return f"{name}, {seeds} seeds" + (f", {secs:.2f} s/update" if secs else "")
+
+
+def _draw_band(ax, x, sides: dict, result: dict):
+  for side, band in sides.items():
+    mean = np.array([np.nan if v is None else v for v in band["mean"]])
+    low = np.array([np.nan if v is None else v for v in band["min"]])
+    high = np.array([np.nan if v is None else v for v in band["max"]])
+    ax.fill_between(x, low, high, color=_COLORS[side], alpha=0.2, linewidth=0)
+    ax.plot(x, mean, color=_COLORS[side], linewidth=1.6, label=_label(result, side))
+
+
+def _draw(args: argparse.Namespace, result: dict) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  s = result["settings"]
+  setting = (
+    f"{s['task']}: deter {s['deter']}, units {s['units']}, layers {s['layers']}, latent {s['stoch']}x{s['classes']}, "
+    f"vector mlp "
+    f"{s['mlp_layers']}x{s['mlp_units']}, train ratio {s['train_ratio']:g}, batch {s['batch_size']}x"
+    f"{s['batch_length']}, {s['envs']} envs, repeat {s['repeat']}"
+  )
+  fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+  returns = {k: v for k, v in result["returns"].items() if k in SIDES}
+  _draw_band(ax, result["returns"]["agent_step_bins"], returns, result)
+  ax.set_xlabel("agent steps (every env step of every copy, first resets included)")
+  ax.set_ylabel("episode return")
+  ax.set_title(setting, fontsize=8)
+  ax.grid(alpha=0.3)
+  ax.legend(frameon=False, fontsize=8, loc="best")
+  fig.tight_layout()
+  fig.savefig(args.out / "returns.png")
+  plt.close(fig)
+
+  labels = [label for label, _, _ in METRICS]
+  cols = 4
+  fig, axes = plt.subplots(math.ceil(len(labels) / cols), cols, figsize=(16, 10), dpi=90)
+  x = result["diagnostics"]["update_bins"]
+  for ax, label in zip(axes.flat, labels):
+    _draw_band(ax, x, result["diagnostics"][label], result)
+    ax.set_title(label, fontsize=10)
+    ax.set_xlabel("updates", fontsize=8)
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(labels) :]:
+    ax.axis("off")
+  handles, names = axes.flat[0].get_legend_handles_labels()
+  fig.legend(handles, names, loc="lower right", frameon=False, fontsize=10)
+  fig.suptitle(setting + "; bands: min-max over seeds", fontsize=10)
+  fig.tight_layout(rect=(0, 0.03, 1, 0.97))
+  fig.savefig(args.out / "diagnostics.png")
+  plt.close(fig)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _seeds(text: str) -> list[int]:
+  try:
+    seeds = [int(s) for s in text.split(",") if s.strip()]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"--seeds={text!r} is not a list of integers, e.g. 0,1,2") from None
+  if not seeds:
+    raise argparse.ArgumentTypeError("--seeds is empty; pass e.g. --seeds=0,1,2")
+  return seeds
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  sub = parser.add_subparsers(dest="command", required=True)
+  setup = sub.add_parser("setup-reference", help="make the reference's virtual environment")
+  setup.add_argument("--venv", type=pathlib.Path, default=DEFAULT_VENV)
+  setup.add_argument("--python", default="python3.11", help="the Python 3.11 interpreter for the venv")
+  for name in ("run", "report"):
+    p = sub.add_parser(name, help="train both sides, then report" if name == "run" else "redraw the report")
+    p.add_argument("--task", required=True, help="dmcproprio_<domain>_<task> or gym_<id>")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    p.add_argument("--updates", type=int, required=True, help="updates after the prefill (sets the steps)")
+    p.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
+    # The 2023 dmc_proprio settings (its `small` model; vector encoder/decoder 5 x 1024).
+    p.add_argument("--deter", type=int, default=512)
+    p.add_argument("--units", type=int, default=512)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--stoch", type=int, default=32, help="categorical latents")
+    p.add_argument("--classes", type=int, default=32, help="classes per latent")
+    p.add_argument("--mlp_layers", type=int, default=5, help="vector encoder and decoder layers")
+    p.add_argument("--mlp_units", type=int, default=1024, help="vector encoder and decoder units")
+    p.add_argument("--train_ratio", type=float, default=512.0)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--batch_length", type=int, default=64)
+    p.add_argument("--envs", type=int, default=4)
+    p.add_argument("--repeat", type=int, default=None, help="action repeat (default: 2 for DMC, 1 for gym)")
+    p.add_argument("--sides", choices=("both", OURS, REFERENCE), default="both")
+    p.add_argument("--parallel", type=int, default=2, help="training processes at once")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per training process")
+    p.add_argument("--reference_venv", type=pathlib.Path, default=DEFAULT_VENV)
+    p.add_argument("--return_bins", type=int, default=10)
+    p.add_argument("--update_bins", type=int, default=10)
+  args = parser.parse_args(argv)
+  if args.command != "setup-reference":
+    if args.repeat is None:
+      args.repeat = 2 if _suite(args.task) == "dmc" else 1
+    sizes = ("updates", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
+    for name in (*sizes, "batch_size", "batch_length"):
+      if getattr(args, name) < 1:
+        parser.error(f"--{name}={getattr(args, name)} must be at least 1")
+    if min(args.envs, args.parallel, args.threads, args.repeat) < 1 or args.train_ratio <= 0:
+      parser.error("--envs, --parallel, --threads and --repeat must be at least 1 and --train_ratio positive")
+    args.reference_venv = args.reference_venv.resolve()
+    args.out = args.out.resolve()
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  if args.command == "setup-reference":
+    setup_reference(args.venv.resolve(), args.python)
+    return 0
+  extra = run_all(args) if args.command == "run" else None
+  result = report(args, extra)
+  for side, info in result["sides"].items():
+    print(
+      f"{side}: {info['seconds_per_update']} s/update, params {info.get('params')}, updates {info['updates_per_seed']}"
+    )
+  for side, reason in result.get("skipped", {}).items():
+    print(f"{side} skipped: {reason}")
+  print(f"wrote {args.out / 'parity.json'}, {args.out / 'returns.png'}, {args.out / 'diagnostics.png'}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

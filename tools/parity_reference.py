@@ -1,0 +1,197 @@
+"""Runs the author's 2023 train script (dreamerv3==1.5.0) for tools/parity.py, in the reference's venv.
+
+Run by ``tools/parity.py run`` with the reference venv's Python; it imports nothing from
+dreamer_tf and copies none of the reference's code. The arguments are the reference's own flags
+(``--configs dmc_proprio --task dmc_cartpole_balance --logdir DIR ...``). Around the unchanged
+train script it only:
+
+* builds the logger outputs without TensorBoard (there is no TensorFlow in this venv): the
+  terminal, ``metrics.jsonl`` and ``scores.jsonl`` as the script does, plus ``episodes.jsonl``
+  with every finished episode (the script's JSONL output keeps one row per step, so episodes that
+  end on the same step would be lost);
+* adds a ``gymnasium_<id>`` suite: a small adapter from the gymnasium API (``reset() -> obs,
+  info``; ``step() -> obs, reward, terminated, truncated, info``) to the reference's environment
+  interface, with the observation under ``vector`` and the action under ``action``;
+* times every ``agent.train`` call and writes its scalar metrics, the seconds it took, the agent
+  step and the return scale ``max(1, high - low)`` of the return normaliser to ``updates.jsonl``,
+  and the parameter counts of its optimizers to ``params.json``.
+
+Agent steps in these files are the reference's step counter (every env step of every copy, the
+first resets included); its logged ``step`` is that counter times the action repeat.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import re
+import sys
+import time
+
+import numpy as np
+
+_STATE = {"step": None, "updates": 0}
+
+
+def _logdir(argv: list[str]) -> pathlib.Path:
+  for i, arg in enumerate(argv):
+    if arg == "--logdir" and i + 1 < len(argv):
+      return pathlib.Path(argv[i + 1])
+    if arg.startswith("--logdir="):
+      return pathlib.Path(arg.split("=", 1)[1])
+  raise SystemExit("error: pass --logdir DIR to the reference launcher")
+
+
+def _scalars(metrics: dict) -> dict:
+  out = {}
+  for key, value in metrics.items():
+    value = np.asarray(value)
+    if value.ndim == 0 and np.issubdtype(value.dtype, np.number):
+      out[key] = float(value)
+  return out
+
+
+class EpisodeOutput:
+  """A logger output that appends every finished episode to ``episodes.jsonl``."""
+
+  def __init__(self, path: pathlib.Path, multiplier: int):
+    self._path = path
+    self._multiplier = multiplier
+
+  def __call__(self, summaries):
+    rows, row = [], None
+    for step, name, value in summaries:
+      if not name.startswith("episode/") or np.asarray(value).ndim:
+        continue
+      if name == "episode/length" or row is None:
+        row = {"agent_step": int(step) // self._multiplier}
+        rows.append(row)
+      row[name.split("/", 1)[1]] = float(value)
+    if rows:
+      with self._path.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def _gymnasium_env_class(embodied):
+  import gymnasium
+
+  class GymnasiumEnv(embodied.Env):
+    """A gymnasium environment with one Box or Discrete observation and action space."""
+
+    def __init__(self, name: str):
+      self._env = gymnasium.make(name)
+      self._done = True
+      obs, act = self._env.observation_space, self._env.action_space
+      if not isinstance(obs, gymnasium.spaces.Box) or len(obs.shape) != 1:
+        raise SystemExit(f"error: {name} needs a 1-D Box observation for the parity adapter, got {obs}")
+      self._obs_space = embodied.Space(np.float32, obs.shape, obs.low, obs.high)
+      if isinstance(act, gymnasium.spaces.Discrete):
+        self._act_space = embodied.Space(np.int32, (), 0, int(act.n))
+      elif isinstance(act, gymnasium.spaces.Box):
+        self._act_space = embodied.Space(np.float32, act.shape, act.low, act.high)
+      else:
+        raise SystemExit(f"error: {name} needs a Discrete or Box action space for the parity adapter, got {act}")
+
+    @property
+    def obs_space(self):
+      return {
+        "vector": self._obs_space,
+        "reward": embodied.Space(np.float32),
+        "is_first": embodied.Space(bool),
+        "is_last": embodied.Space(bool),
+        "is_terminal": embodied.Space(bool),
+      }
+
+    @property
+    def act_space(self):
+      return {"action": self._act_space, "reset": embodied.Space(bool)}
+
+    def step(self, action):
+      if action["reset"] or self._done:
+        self._done = False
+        obs, _ = self._env.reset()
+        return self._obs(obs, 0.0, is_first=True)
+      act = action["action"]
+      act = int(act) if self._act_space.discrete else np.asarray(act, np.float32)
+      obs, reward, terminated, truncated, _ = self._env.step(act)
+      self._done = bool(terminated or truncated)
+      return self._obs(obs, reward, is_last=self._done, is_terminal=bool(terminated))
+
+    def _obs(self, obs, reward, is_first=False, is_last=False, is_terminal=False):
+      return {
+        "vector": np.asarray(obs, np.float32),
+        "reward": np.float32(reward),
+        "is_first": is_first,
+        "is_last": is_last,
+        "is_terminal": is_terminal,
+      }
+
+    def close(self):
+      self._env.close()
+
+  return GymnasiumEnv
+
+
+def main(argv: list[str]) -> None:
+  logdir = _logdir(argv)
+  logdir.mkdir(parents=True, exist_ok=True)
+  import dreamerv3  # noqa: F401  (puts the reference's embodied package on sys.path)
+  import embodied
+  from dreamerv3 import agent as agt
+  from dreamerv3 import jaxutils
+  from dreamerv3 import train as script
+
+  def make_logger(parsed, logdir, step, config):
+    del parsed
+    _STATE["step"] = step
+    multiplier = config.env.get(config.task.split("_")[0], {}).get("repeat", 1)
+    outputs = [
+      embodied.logger.TerminalOutput(config.filter),
+      embodied.logger.JSONLOutput(logdir, "metrics.jsonl"),
+      embodied.logger.JSONLOutput(logdir, "scores.jsonl", "episode/score"),
+      EpisodeOutput(pathlib.Path(str(logdir)) / "episodes.jsonl", multiplier),
+    ]
+    return embodied.Logger(step, outputs, multiplier)
+
+  original_make_env = script.make_env
+
+  def make_env(config, **overrides):
+    suite, task = config.task.split("_", 1)
+    if suite != "gymnasium":
+      return original_make_env(config, **overrides)
+    return script.wrap_env(_gymnasium_env_class(embodied)(task), config)
+
+  original_train = agt.Agent.train
+  updates_path = logdir / "updates.jsonl"
+
+  @functools.wraps(original_train)
+  def train(self, data, state=None):
+    start = time.perf_counter()
+    outs, state, mets = original_train(self, data, state)
+    seconds = time.perf_counter() - start
+    _STATE["updates"] += 1
+    row = {"update": _STATE["updates"], "agent_step": int(_STATE["step"]), "seconds": seconds}
+    row.update(_scalars(mets))
+    bounds = {}
+    for name, value in self.varibs.items():
+      match = re.search(r"retnorm[^/]*/(low|high)(/value)?$", name)
+      if match:
+        bounds[match.group(1)] = float(np.asarray(value))
+    if len(bounds) == 2:
+      row["retnorm_scale"] = max(1.0, bounds["high"] - bounds["low"])
+    with updates_path.open("a") as f:
+      f.write(json.dumps(row) + "\n")
+    if _STATE["updates"] == 1:
+      counts = {name.split("/")[-1]: int(n) for name, n in jaxutils.Optimizer.PARAM_COUNTS.items() if n}
+      (logdir / "params.json").write_text(json.dumps(counts))
+    return outs, state, mets
+
+  script.make_logger = make_logger
+  script.make_env = make_env
+  agt.Agent.train = train
+  script.main(argv)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
