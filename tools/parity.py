@@ -16,8 +16,8 @@ The output directory gets ``returns.png`` (episode returns against agent steps, 
 bands), ``diagnostics.png`` (world-model and actor-critic metrics against updates), and
 ``parity.json`` (per-bin mean returns and metrics of each side and seed, parameter counts,
 seconds per update of each side measured in the same run, and the exact commands). Each run
-keeps its logs under ``<out>/runs/<side>_seed<N>/``. ``python tools/parity.py report --out=DIR``
-redraws the figures and the JSON from those logs.
+keeps its logs under ``<runs>/<side>_seed<N>/`` (``--runs``, default ``<out>/runs``);
+``python tools/parity.py report`` with the same arguments redraws the figures and the JSON from them.
 
 Agent steps are counted alike on both sides: every ``env.step`` of every environment copy, each
 environment's first reset included (the reference's step counter does so; its logged ``step``
@@ -261,8 +261,8 @@ def _run_env(threads: int) -> dict:
   return env
 
 
-def run_dir(out: pathlib.Path, side: str, seed: int) -> pathlib.Path:
-  return out / "runs" / f"{side}_seed{seed}"
+def run_dir(args: argparse.Namespace, side: str, seed: int) -> pathlib.Path:
+  return args.runs / f"{side}_seed{seed}"
 
 
 def run_all(args: argparse.Namespace) -> dict:
@@ -280,7 +280,7 @@ def run_all(args: argparse.Namespace) -> dict:
   jobs = []
   for seed in args.seeds:
     for side in sides:
-      logdir = run_dir(out, side, seed)
+      logdir = run_dir(args, side, seed)
       if (logdir / "exit_code").exists() and (logdir / "exit_code").read_text().strip() == "0":
         continue
       build = ours_command if side == OURS else reference_command
@@ -508,12 +508,12 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
   data = {OURS: {}, REFERENCE: {}}
   for side, loader in ((OURS, load_ours), (REFERENCE, load_reference)):
     for seed in args.seeds:
-      logdir = run_dir(args.out, side, seed)
+      logdir = run_dir(args, side, seed)
       if logdir.exists():
         data[side][seed] = loader(logdir, args)
   data = {side: runs for side, runs in data.items() if runs}
   if not data:
-    raise SystemExit(f"error: no runs under {args.out / 'runs'}; run `python tools/parity.py run ...` first")
+    raise SystemExit(f"error: no runs under {args.runs}; run `python tools/parity.py run ...` first")
 
   steps = total_steps(args)
   step_edges = np.linspace(0, steps, args.return_bins + 1)
@@ -579,7 +579,7 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
   result["commands"], result["dreamer_tf_source"] = {}, {}
   for side in data:
     for seed in data[side]:
-      logdir = run_dir(args.out, side, seed)
+      logdir = run_dir(args, side, seed)
       if (logdir / "command.txt").exists():
         result["commands"][logdir.name] = (logdir / "command.txt").read_text().strip()
       if (logdir / "source.json").exists():
@@ -678,6 +678,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
     p.add_argument("--updates", type=int, required=True, help="updates after the prefill (sets the steps)")
     p.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
+    p.add_argument("--runs", type=pathlib.Path, default=None, help="the runs' logdirs (default: <out>/runs)")
     # The 2023 dmc_proprio settings (its `small` model; vector encoder/decoder 5 x 1024).
     p.add_argument("--deter", type=int, default=512)
     p.add_argument("--units", type=int, default=512)
@@ -709,6 +710,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       parser.error("--envs, --parallel, --threads and --repeat must be at least 1 and --train_ratio positive")
     args.reference_venv = args.reference_venv.resolve()
     args.out = args.out.resolve()
+    args.runs = (args.runs or args.out / "runs").resolve()
   return args
 
 
