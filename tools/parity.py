@@ -464,7 +464,7 @@ def _band(per_seed: dict[int, np.ndarray]) -> dict:
 
 
 def _floats(values) -> list:
-  return [None if not np.isfinite(v) else round(float(v), 5) for v in values]
+  return [None if not np.isfinite(v) else float(f"{v:.6g}") for v in values]
 
 
 def _episodes(data: dict) -> dict:
@@ -481,10 +481,10 @@ def _binned_sides(data: dict, points, edges: np.ndarray) -> dict:
   for side, runs in data.items():
     per_seed = {}
     for seed, run in runs.items():
-      xy = points(run)
+      xy = np.asarray(points(run), np.float64).reshape(-1, 2)
+      xy = xy[(xy[:, 0] >= edges[0]) & (xy[:, 0] <= edges[-1])]  # binned() would fold the rest into the end bins
       if len(xy):
-        x, y = np.asarray(xy, np.float64).T
-        per_seed[seed] = plot.binned(x, y, edges)
+        per_seed[seed] = plot.binned(xy[:, 0], xy[:, 1], edges)
     if per_seed:
       out[side] = _band(per_seed)
   return out
@@ -505,6 +505,7 @@ def _inside(sides: dict, above_ok: bool) -> float | None:
 
 def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
   """Reads the runs under ``args.out/runs`` and writes parity.json, returns.png and diagnostics.png."""
+  args.out.mkdir(parents=True, exist_ok=True)
   data = {OURS: {}, REFERENCE: {}}
   for side, loader in ((OURS, load_ours), (REFERENCE, load_reference)):
     for seed in args.seeds:
@@ -560,7 +561,9 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
       "threads",
     )
   }
-  settings.update(seeds=list(args.seeds), steps=steps, reference_task=reference_task(args.task))
+  settings.update(
+    seeds=list(args.seeds), steps=steps, prefill_steps=prefill_steps(args), reference_task=reference_task(args.task)
+  )
   result = {
     "settings": settings,
     "sides": summary,
@@ -625,6 +628,7 @@ def _draw(args: argparse.Namespace, result: dict) -> None:
   fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
   returns = {k: v for k, v in result["returns"].items() if k in SIDES}
   _draw_band(ax, result["returns"]["agent_step_bins"], returns, result)
+  ax.axvline(s["prefill_steps"], color="0.4", linestyle=":", linewidth=1.2, label="end of the random prefill")
   ax.set_xlabel("agent steps (every env step of every copy, first resets included)")
   ax.set_ylabel("episode return")
   ax.set_title(setting, fontsize=8)
