@@ -45,7 +45,7 @@ def test_train_checkpoint_and_resume_on_atari(tmp_path):
   losses = [row["train/model_loss"] for row in rows if "train/model_loss" in row]
   assert losses
   updates_first = max(row["train/updates"] for row in rows if "train/updates" in row)
-  # (200 - train_start 64) steps * ratio 32 / (4 * 16) replayed steps per update.
+  # (200 - 64 random prefill steps, one 4 x 16 batch) * ratio 32 / (4 * 16) replayed steps per update.
   assert updates_first == 68
 
   second = run_main(*common, "--steps=300")
