@@ -296,15 +296,6 @@ def _settle_loss_scale(agent, obs_spec, action_spec, max_steps=20):
   raise AssertionError("the loss scale did not settle")
 
 
-@pytest.fixture
-def precision(request):
-  keras.mixed_precision.set_global_policy(request.param)
-  try:
-    yield request.param
-  finally:
-    keras.mixed_precision.set_global_policy("float32")
-
-
 @pytest.mark.parametrize(
   "precision",
   [

@@ -106,15 +106,6 @@ NAMES = [
 ]
 
 
-@pytest.fixture
-def policy(request):
-  keras.mixed_precision.set_global_policy(request.param)
-  try:
-    yield keras.mixed_precision.global_policy()
-  finally:
-    keras.mixed_precision.set_global_policy("float32")
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_get_config_round_trip(name):
   layer, _ = _make(name)
@@ -257,10 +248,10 @@ def _dtypes(tree):
   return {t.dtype for t in tf.nest.flatten(tree)}
 
 
-@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"], indirect=True)
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"], indirect=True)
 @pytest.mark.parametrize("name", NAMES)
-def test_mixed_precision(policy, name):
-  compute = tf.as_dtype(policy.compute_dtype)
+def test_mixed_precision(precision, name):
+  compute = tf.as_dtype(keras.mixed_precision.global_policy().compute_dtype)
   layer, run = _make(name)
   assert layer.weights
   assert {v.dtype for v in layer.weights} == {tf.float32}

@@ -53,15 +53,7 @@ def test_matches_numpy_adam(jit_compile):
   assert int(opt.iterations) == len(GRADS)
 
 
-@pytest.fixture(params=["float32", "mixed_float16", "mixed_bfloat16"])
-def precision(request):
-  keras.mixed_precision.set_global_policy(request.param)
-  try:
-    yield request.param
-  finally:
-    keras.mixed_precision.set_global_policy("float32")
-
-
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16", "mixed_bfloat16"], indirect=True)
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_agent_optimizer_under_every_precision(precision, jit_compile):
   """make_optimizer's Adam (in a LossScaleOptimizer under mixed_float16) moves a Dense layer as NumPy's Adam."""
