@@ -163,7 +163,10 @@ def test_sigkill_at_random_moments_resumes_from_the_last_complete_checkpoint(tmp
     steps = verify_all(directory)
     assert steps, "no complete checkpoint after the kill"
     newest = max(steps)
-    # Nothing newer than the last complete save was lost, and nothing was ever rolled back.
+    # A save may have completed between the watcher's last look and the kill: look once more (the run is
+    # dead, so the directory is final). Nothing newer than the last complete save was lost, and nothing
+    # seen before was ever rolled back (max(seen) would then exceed the newest complete checkpoint).
+    watcher.poll()
     assert newest == max(watcher.seen), (newest, watcher.seen)
     assert restored_step is None or newest > restored_step
     age = killed_at - watcher.seen[newest]
