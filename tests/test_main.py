@@ -45,13 +45,14 @@ def test_train_checkpoint_and_resume_on_atari(tmp_path):
   losses = [row["train/model_loss"] for row in rows if "train/model_loss" in row]
   assert losses
   updates_first = max(row["train/updates"] for row in rows if "train/updates" in row)
-  # (200 - 64 random prefill steps, one 4 x 16 batch) * ratio 32 / (4 * 16) replayed steps per update.
-  assert updates_first == 68
+  # (200 - 79 random prefill steps: 4 x 16 windows of 16 steps, one env) * ratio 32 / (4 * 16)
+  # replayed steps per update, rounded down.
+  assert updates_first == 60
 
   second = run_main(*common, "--steps=300")
   assert second.returncode == 0, second.stderr[-3000:]
-  assert "Restored" in second.stderr and "at step 200 (68 updates, replay 200 steps)" in second.stderr
-  assert "done: 300 agent steps, 118 updates" in second.stdout
+  assert "Restored" in second.stderr and "at step 200 (60 updates, replay 200 steps)" in second.stderr
+  assert "done: 300 agent steps, 110 updates" in second.stdout
   rows = read_metrics(logdir)
   resumed = [row for row in rows if row["step"] > 200 and "train/model_loss" in row]
   assert resumed
@@ -77,8 +78,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     f"--logdir={logdir}",
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  # (120 - 64) steps * ratio 32 / (4 * 16) = 28 updates of a global batch of 4 split over 2 replicas.
-  assert "done: 120 agent steps, 28 updates" in result.stdout
+  # (120 - 79 prefill) steps * ratio 32 / (4 * 16) = 20 updates of a global batch of 4 split over 2 replicas.
+  assert "done: 120 agent steps, 20 updates" in result.stdout
   assert (logdir / "checkpoints" / "ckpt-000000000120" / "COMPLETE").exists()
 
 

@@ -124,6 +124,14 @@ def prefill_steps(args: argparse.Namespace) -> int:
   return int(math.ceil(per_env * args.envs / 100) * 100)
 
 
+def prefill_windows(args: argparse.Namespace) -> int:
+  """dreamer_tf's ``run.train_start`` (windows, the 2023 ``train_fill``) that prefills exactly the
+  reference's :func:`prefill_steps`: each env's stream of ``n`` steps holds ``n - batch_length + 1``
+  windows, so its own rule (one batch of windows) stops up to 99 steps earlier than the reference's
+  100-step chunks."""
+  return prefill_steps(args) - args.envs * (args.batch_length - 1)
+
+
 def total_steps(args: argparse.Namespace) -> int:
   """Agent steps for ``args.updates`` updates after the prefill at the train ratio, rounded up to the
   reference's collection chunks of 100 steps (it only stops between chunks)."""
@@ -151,8 +159,8 @@ def ours_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> l
     "replay.batch_length": args.batch_length,
     "run.train_ratio": float(args.train_ratio),
     f"env.{suite}.repeat": args.repeat,
-    # The reference's random prefill, in steps: replay holds one batch of windows (not of steps).
-    "run.train_start": prefill_steps(args),
+    # The reference's random prefill, rounded up to its 100-step chunks, as a window count.
+    "run.train_start": prefill_windows(args),
     "run.log_every_secs": 1.0,
     "run.video_every": 0,
   }

@@ -97,10 +97,18 @@ def unflatten(flat: Mapping[str, Any]) -> dict:
 
 
 def prefill_steps(config) -> int:
-  """Steps that replay must hold, collected by a uniformly random policy, before the first update.
+  """Agent steps that a uniformly random policy collects before the first update.
 
-  One batch of windows (``replay.batch_size * replay.batch_length``) or ``run.train_start`` if
-  larger: the 2023 code's ``max(batch_steps, train_fill)`` (``embodied/run/train.py``, whose
-  ``train_fill`` defaults to 0).
+  The 2023 code prefills until its replay holds ``max(batch_steps, train_fill)`` *windows*
+  (``embodied/run/train.py``; ``batch_steps = batch_size * batch_length``, ``train_fill``
+  defaults to 0), and each environment's stream of ``n`` steps holds ``n - batch_length + 1``
+  windows of ``batch_length`` steps. With ``E = run.envs`` copies stepped together that is
+  ``E * (ceil(windows / E) + batch_length - 1)`` steps: 1,276 for batch 16 x 64 with 4 envs,
+  1,087 with one (the 2023 code's collection in chunks of 100 steps rounds these up to 1,300
+  and 1,100; the rounding is not carried). ``run.train_start`` is the 2023 ``train_fill``,
+  in windows.
   """
-  return max(int(config.replay.batch_size) * int(config.replay.batch_length), int(config.run.train_start))
+  length = int(config.replay.batch_length)
+  windows = max(int(config.replay.batch_size) * length, int(config.run.train_start))
+  envs = int(config.run.envs)
+  return envs * (-(-windows // envs) + length - 1)

@@ -6,8 +6,9 @@ One iteration of :meth:`Trainer.run`::
   SequenceReplayBuffer.as_dataset(B, T) --> DreamerAgent.train (tf.function)
   every N seconds: Logger.write, Checkpointer.save (agent, counters, replay)
 
-Until replay holds one batch of windows (``batch_size * batch_length`` steps, or
-``run.train_start`` if larger: :func:`~dreamer_tf.replay.prefill_steps`) a uniformly
+Until replay holds one batch of windows (``batch_size * batch_length`` windows of
+``batch_length`` steps, or ``run.train_start`` windows if more; counted in steps by
+:func:`~dreamer_tf.replay.prefill_steps`) a uniformly
 random policy collects, as in the 2023 code; then the collect policy of the agent does.
 The train ratio is the number of replayed steps (``batch_size * batch_length`` per
 update) per agent step, counted from the step at which training starts; the loop

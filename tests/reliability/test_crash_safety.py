@@ -24,7 +24,7 @@ from dreamer_tf.training.checkpointer import MARKER, Checkpointer, checkpoint_st
 KILLS = 4
 DELAY_S = (3.0, 15.0)  # Seeded random delay after the run's first new checkpoint.
 CKPT_SECS = 3
-TRAIN_START, TRAIN_RATIO, REPLAYED = 64, 32, 4 * 16  # The debug preset.
+TRAIN_START, TRAIN_RATIO, REPLAYED = 79, 32, 4 * 16  # The debug preset: prefill 4 x 16 windows + 15 steps.
 RUN_TIMEOUT_S = 240  # Per run, for start-up under load; the test fails rather than hangs.
 RESTORED_RE = re.compile(r"Restored (\S+) at step (\d+) \((\d+) updates, replay (\d+) steps\)")
 

@@ -111,11 +111,13 @@ def test_streak_of_nonfinite_updates_stops_with_one_line_and_keeps_the_good_chec
   )
   trainer = Trainer(config, "atari_pong", tmp_path / "run")
   try:
-    trainer.run(steps=80)  # (80 - 64) * 32 / 64 = 8 good updates, then a checkpoint at step 80.
+    # Prefill 79 steps (4 x 16 windows + 15), then (95 - 79) * 32 / 64 = 8 good updates and a
+    # checkpoint at step 95.
+    trainer.run(steps=95)
     assert trainer.updates == 8
     checkpoints = tmp_path / "run" / "checkpoints"
     good = tree_digest(checkpoints)
-    assert sorted(p.name for p in checkpoints.glob("ckpt-*"))[-1] == "ckpt-000000000080"
+    assert sorted(p.name for p in checkpoints.glob("ckpt-*"))[-1] == "ckpt-000000000095"
     # The critic diverges: every later actor and critic loss is NaN, while the policy (which does
     # not use the critic) still acts normally.
     for variable in trainer.agent.actor_critic.critic.variables:

@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+from dreamer_tf.main import resolve_config
+from dreamer_tf.replay import prefill_steps
+
 _TOOLS = pathlib.Path(__file__).resolve().parents[2] / "tools"
 _spec = importlib.util.spec_from_file_location("dreamer_tools_parity", _TOOLS / "parity.py")
 parity = importlib.util.module_from_spec(_spec)
@@ -59,7 +62,7 @@ def test_both_sides_get_the_same_settings(tmp_path):
   assert f"--envs={_flag(ref, '--envs.amount')}" in ours
   assert f"--seed={_flag(ref, '--seed')}" in ours
   assert f"--steps={_flag(ref, '--run.steps')}" in ours
-  assert overrides["run.train_start"] == str(parity.prefill_steps(args))  # the reference's random prefill
+  assert overrides["run.train_start"] == str(parity.prefill_windows(args))  # the reference's random prefill
   assert _flag(ref, "--task") == "dmc_cartpole_balance"
   assert _flag(ref, "--jax.platform") == "cpu" and _flag(ref, "--jax.precision") == "float32"
 
@@ -68,6 +71,11 @@ def test_steps_cover_prefill_and_updates():
   args = parity.parse_args(["run", "--task=dmcproprio_cartpole_balance", "--updates=500", "--out=/tmp/x"])
   # Replay holds one batch of 16 x 64 windows after 4 x (256 + 63) steps: 1,300 in chunks of 100.
   assert parity.prefill_steps(args) == 1300
+  # dreamer_tf's own rule prefills exactly that many steps from the window count the tool passes.
+  config = resolve_config(
+    "dmcproprio_cartpole_balance", [], ["run.envs=4", f"run.train_start={parity.prefill_windows(args)}"]
+  )
+  assert prefill_steps(config) == 1300
   assert parity.total_steps(args) == 1300 + 1000
 
 
