@@ -22,6 +22,10 @@ keeps its logs under ``<runs>/<side>_seed<N>/`` (``--runs``, default ``<out>/run
 Agent steps are counted alike on both sides: every ``env.step`` of every environment copy, each
 environment's first reset included (the reference's step counter does so; its logged ``step``
 is that counter times the action repeat).
+
+``python tools/parity.py check-update --task=gym_CartPole-v1 ...`` takes the randomness out:
+both sides start from the same parameters and train on one fixed batch with deterministic
+latents, and their world-model updates must agree number for number (``tools/parity_update.py``).
 """
 
 from __future__ import annotations
@@ -684,13 +688,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   setup = sub.add_parser("setup-reference", help="make the reference's virtual environment")
   setup.add_argument("--venv", type=pathlib.Path, default=DEFAULT_VENV)
   setup.add_argument("--python", default="python3.11", help="the Python 3.11 interpreter for the venv")
-  for name in ("run", "report"):
-    p = sub.add_parser(name, help="train both sides, then report" if name == "run" else "redraw the report")
-    p.add_argument("--task", required=True, help="dmcproprio_<domain>_<task> or gym_<id>")
-    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
-    p.add_argument("--updates", type=int, required=True, help="updates after the prefill (sets the steps)")
-    p.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
-    p.add_argument("--runs", type=pathlib.Path, default=None, help="the runs' logdirs (default: <out>/runs)")
+
+  def model_and_batch(p):
     # The 2023 dmc_proprio settings (its `small` model; vector encoder/decoder 5 x 1024).
     p.add_argument("--deter", type=int, default=512)
     p.add_argument("--units", type=int, default=512)
@@ -699,19 +698,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--classes", type=int, default=32, help="classes per latent")
     p.add_argument("--mlp_layers", type=int, default=5, help="vector encoder and decoder layers")
     p.add_argument("--mlp_units", type=int, default=1024, help="vector encoder and decoder units")
-    p.add_argument("--train_ratio", type=float, default=512.0)
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--batch_length", type=int, default=64)
+    p.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
+    p.add_argument("--reference_venv", type=pathlib.Path, default=DEFAULT_VENV)
+
+  check = sub.add_parser("check-update", help="one world-model update, number for number (tools/parity_update.py)")
+  check.add_argument("--task", required=True, help="gym_<id> with a 1-D Box observation")
+  check.add_argument("--updates", type=int, default=100, help="world-model updates on the fixed batch")
+  check.add_argument("--agree", type=int, default=20, help="fail if the sides part before this update")
+  check.add_argument("--rtol", type=float, default=1e-4, help="largest relative difference counted as equal")
+  check.add_argument("--seed", type=int, default=0, help="the reference's initialisation and the batch")
+  model_and_batch(check)
+  for name in ("run", "report"):
+    p = sub.add_parser(name, help="train both sides, then report" if name == "run" else "redraw the report")
+    p.add_argument("--task", required=True, help="dmcproprio_<domain>_<task> or gym_<id>")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    p.add_argument("--updates", type=int, required=True, help="updates after the prefill (sets the steps)")
+    p.add_argument("--runs", type=pathlib.Path, default=None, help="the runs' logdirs (default: <out>/runs)")
+    model_and_batch(p)
+    p.add_argument("--train_ratio", type=float, default=512.0)
     p.add_argument("--envs", type=int, default=4)
     p.add_argument("--repeat", type=int, default=None, help="action repeat (default: 2 for DMC, 1 for gym)")
     p.add_argument("--sides", choices=("both", OURS, REFERENCE), default="both")
     p.add_argument("--parallel", type=int, default=2, help="training processes at once")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per training process")
-    p.add_argument("--reference_venv", type=pathlib.Path, default=DEFAULT_VENV)
     p.add_argument("--return_bins", type=int, default=10)
     p.add_argument("--update_bins", type=int, default=10)
   args = parser.parse_args(argv)
-  if args.command != "setup-reference":
+  if args.command == "check-update":
+    if not args.task.startswith("gym_"):
+      parser.error(f"--task={args.task}: check-update takes a gymnasium task, gym_<id> (e.g. gym_CartPole-v1)")
+    sizes = ("updates", "agree", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
+    for name in (*sizes, "batch_size", "batch_length"):
+      if getattr(args, name) < 1:
+        parser.error(f"--{name}={getattr(args, name)} must be at least 1")
+    args.reference_venv = args.reference_venv.resolve()
+    args.out = args.out.resolve()
+  elif args.command != "setup-reference":
     if args.repeat is None:
       args.repeat = 2 if _suite(args.task) == "dmc" else 1
     sizes = ("updates", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
@@ -731,6 +755,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.command == "setup-reference":
     setup_reference(args.venv.resolve(), args.python)
     return 0
+  if args.command == "check-update":
+    reason = reference_missing(args.reference_venv)
+    if reason:
+      print(f"error: {reason}", file=sys.stderr)
+      return 2
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    import parity_update
+
+    return parity_update.check_update(args, args.reference_venv / "bin" / "python", _run_env(1))
   extra = run_all(args) if args.command == "run" else None
   result = report(args, extra)
   for side, info in result["sides"].items():

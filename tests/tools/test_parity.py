@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from dreamer_tf.main import resolve_config
@@ -113,3 +114,113 @@ def test_tiny_side_by_side_run_writes_the_json(tmp_path):
   assert ref["updates_per_seed"]["0"] >= 4
   assert ref["params"] == ours["params"]  # Same size on both sides: the counts match exactly.
   assert report["diagnostics"]["model loss"]["reference"]["mean"]
+
+
+# --- check-update: the world-model update number for number ---------------------------------------
+
+sys.path.insert(0, str(_TOOLS))
+import parity_update  # noqa: E402
+
+_TINY_MODEL = ["--deter=16", "--units=16", "--layers=1", "--stoch=4", "--classes=4", "--mlp_layers=1", "--mlp_units=16"]
+
+# The world-model parameters of the 2023 code for a vector task at one layer, as its agent names
+# them (printed from dreamerv3 1.5.0's `agent.varibs`); dreamer_tf's variables must map onto them.
+_REFERENCE_WORLD_MODEL = [
+  "cont/dist_out/out/bias",
+  "cont/dist_out/out/kernel",
+  "cont/h0/kernel",
+  "cont/h0/norm/bias",
+  "cont/h0/norm/scale",
+  "dec/mlp/dist_vector/out/bias",
+  "dec/mlp/dist_vector/out/kernel",
+  "dec/mlp/h0/kernel",
+  "dec/mlp/h0/norm/bias",
+  "dec/mlp/h0/norm/scale",
+  "enc/mlp/h0/kernel",
+  "enc/mlp/h0/norm/bias",
+  "enc/mlp/h0/norm/scale",
+  "rew/dist_out/out/bias",
+  "rew/dist_out/out/kernel",
+  "rew/h0/kernel",
+  "rew/h0/norm/bias",
+  "rew/h0/norm/scale",
+  "rssm/gru/kernel",
+  "rssm/gru/norm/bias",
+  "rssm/gru/norm/scale",
+  "rssm/img_in/kernel",
+  "rssm/img_in/norm/bias",
+  "rssm/img_in/norm/scale",
+  "rssm/img_out/kernel",
+  "rssm/img_out/norm/bias",
+  "rssm/img_out/norm/scale",
+  "rssm/img_stats/bias",
+  "rssm/img_stats/kernel",
+  "rssm/initial",
+  "rssm/obs_out/kernel",
+  "rssm/obs_out/norm/bias",
+  "rssm/obs_out/norm/scale",
+  "rssm/obs_stats/bias",
+  "rssm/obs_stats/kernel",
+]
+
+
+def _tiny_world_model(layers=1):
+  import tensorflow as tf
+  from tf_agents.specs import tensor_spec
+
+  from dreamer_tf.agent.dreamer_agent import DreamerAgent, time_step_spec_from
+
+  overrides = ["model.deter=16", "model.units=16", f"model.layers={layers}", "model.stoch=4", "model.classes=4"]
+  overrides += ["model.vector_layers=1", "model.vector_units=16"]
+  config = resolve_config("gym_CartPole-v1", [], overrides)
+  obs = {"vector": tf.TensorSpec([4], tf.float32, "vector")}
+  action = tensor_spec.BoundedTensorSpec([], tf.int32, 0, 1, "action")
+  return DreamerAgent(time_step_spec_from(obs), action, config).world_model
+
+
+def test_every_world_model_variable_has_its_reference_name():
+  wm = _tiny_world_model()
+  pairs = parity_update.reference_names(wm)
+  names = [name for _, name in pairs]
+  assert sorted(names) == sorted("agent/wm/" + n for n in _REFERENCE_WORLD_MODEL)
+  assert {v.ref() for v, _ in pairs} == {v.ref() for v in wm.trainable_variables}
+  shapes = {name: tuple(v.shape) for v, name in pairs}
+  assert shapes["agent/wm/rssm/gru/kernel"] == (16 + 16, 3 * 16)  # [h, x] -> reset, candidate, update
+  assert shapes["agent/wm/rssm/obs_out/kernel"] == (16 + 16, 16)  # [h, embed]
+  assert shapes["agent/wm/cont/h0/kernel"] == (16 + 4 * 4, 16)  # [h, z]
+  # Deeper heads and trunks map layer by layer.
+  deeper = [name for _, name in parity_update.reference_names(_tiny_world_model(layers=2))]
+  assert {"agent/wm/cont/h1/kernel", "agent/wm/rew/h1/norm/scale"} <= set(deeper)
+
+
+def test_the_fixed_batch_follows_the_replay_step_format():
+  batch, discrete = parity_update.collect_batch("CartPole-v1", batch_size=4, batch_length=32, seed=0)
+  assert discrete and batch["vector"].shape == (4, 32, 4) and batch["action"].shape == (4, 32)
+  assert batch["is_first"][:, 0].all()  # Every window starts a sequence, as both replays mark it.
+  firsts = batch["is_first"][:, 1:]
+  assert firsts.any() and (batch["reward"][:, 1:][firsts] == 0).all()  # Arriving at a reset earns nothing.
+  assert batch["is_terminal"].any() and (batch["is_last"] | ~batch["is_terminal"]).all()
+  # The step after a last step starts the next episode.
+  lasts = batch["is_last"][:, :-1]
+  assert (batch["is_first"][:, 1:][lasts]).all()
+  reference = parity_update.reference_batch(batch, discrete, 2)
+  np.testing.assert_array_equal(reference["action"].argmax(-1), batch["action"])
+
+
+def test_check_update_matches_the_reference_number_for_number(tmp_path):
+  reason = parity.reference_missing(parity.DEFAULT_VENV)
+  if reason:
+    pytest.skip(f"reference side not run: {reason}")
+  out = tmp_path / "check"
+  args = ["check-update", "--task=gym_CartPole-v1", "--updates=12", "--agree=12", *_TINY_MODEL]
+  args += ["--batch_size=4", "--batch_length=16", f"--out={out}"]
+  result = subprocess.run(
+    [sys.executable, str(_TOOLS / "parity.py"), *args], capture_output=True, text=True, timeout=600
+  )
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  report = json.loads((out / "update_check.json").read_text())
+  assert report["passed"] and len(report["updates"]) == 12
+  first = report["updates"][0]
+  assert set(first) == {name for name, _ in parity_update.METRICS}
+  for ours, reference in first.values():
+    assert ours == pytest.approx(reference, rel=1e-5)

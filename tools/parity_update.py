@@ -1,0 +1,258 @@
+"""``tools/parity.py check-update``: dreamer_tf's world-model update against the 2023 code's, number for number.
+
+The learning curves of ``tools/parity.py run`` compare two random processes; this check removes
+the randomness. Both sides start from the *same* parameters (the reference's freshly
+initialised world model, copied into dreamer_tf's by name) and train on the *same* fixed batch,
+with every latent the straight-through mode instead of a sample (patched in the two check
+processes only). Each side then runs ``--updates`` world-model updates: the loss of Eq. 5,
+its gradients, the global-norm clip and Adam. If the two implementations compute the same
+function, their losses, entropies and gradient norms agree to float32 rounding until an
+``argmax`` of a latent flips on one side (rounding makes that inevitable after some tens of
+updates, and the trajectories part from there).
+
+  python tools/parity.py check-update --task=gym_CartPole-v1 --updates=100 \\
+      --deter=64 --units=64 --layers=1 --stoch=16 --classes=16 --mlp_layers=1 --mlp_units=64 --out=DIR
+
+The batch is ``batch_size`` windows of ``batch_length`` steps from one stream of a uniformly
+random policy on the gymnasium task (episode boundaries and terminations inside windows, the
+first step of every window marked ``is_first`` as both replays do). ``DIR/update_check.json``
+gets every update's values of both sides and the first update at which any metric differs by
+more than ``--rtol``; the command fails when that happens before update ``--agree``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+REFERENCE_SCRIPT = pathlib.Path(__file__).resolve().parent / "parity_reference_update.py"
+
+# dreamer_tf's metric name -> the reference's, for every value compared.
+METRICS = (
+  ("model_loss", "model_loss_mean"),
+  ("vector_loss", "vector_loss_mean"),
+  ("reward_loss", "reward_loss_mean"),
+  ("cont_loss", "cont_loss_mean"),
+  ("dyn_loss", "dyn_loss_mean"),
+  ("rep_loss", "rep_loss_mean"),
+  ("prior_ent", "prior_ent_mean"),
+  ("post_ent", "post_ent_mean"),
+  ("model_grad_norm", "model_opt_grad_norm"),
+)
+
+
+def collect_batch(env_id: str, batch_size: int, batch_length: int, seed: int) -> tuple[dict, bool]:
+  """``batch_size`` windows from one stream of a seeded random policy; returns ``(batch, discrete)``.
+
+  The step format of both replays: the action taken at each step, the reward received on arriving
+  there (0 on a first step), ``is_terminal`` only on a termination. Discrete actions are indices
+  here (dreamer_tf's replay); :func:`reference_batch` makes them one-hot for the reference.
+  """
+  import gymnasium
+
+  env = gymnasium.make(env_id)
+  space = env.action_space
+  discrete = isinstance(space, gymnasium.spaces.Discrete)
+  rng = np.random.default_rng(seed)
+
+  def random_action():
+    if discrete:
+      return int(rng.integers(space.n))
+    return rng.uniform(-1.0, 1.0, space.shape).astype(np.float32)  # Normalised, as both agents act.
+
+  def env_action(action):
+    if discrete:
+      return action
+    return space.low + (action + 1.0) / 2.0 * (space.high - space.low)
+
+  steps, done = [], True
+  length = batch_size * batch_length + batch_length
+  while len(steps) < length:
+    if done:
+      obs, _ = env.reset(seed=int(rng.integers(2**31)))
+      reward, done, first, terminal = 0.0, False, True, False
+    else:
+      obs, reward, terminal, truncated, _ = env.step(env_action(steps[-1]["action"]))
+      done, first = bool(terminal or truncated), False
+    steps.append(
+      dict(vector=obs, action=random_action(), reward=reward, is_first=first, is_last=done, is_terminal=terminal)
+    )
+  env.close()
+  starts = rng.choice(len(steps) - batch_length + 1, batch_size, replace=False)
+  batch = {k: np.stack([np.stack([steps[s + t][k] for t in range(batch_length)]) for s in starts]) for k in steps[0]}
+  batch["vector"] = batch["vector"].astype(np.float32)
+  batch["reward"] = batch["reward"].astype(np.float32)
+  batch["is_first"][:, 0] = True
+  if not batch["is_terminal"].any():
+    print("note: no termination inside the batch; the continue head sees only targets of 1", flush=True)
+  return batch, discrete
+
+
+def reference_batch(batch: dict, discrete: bool, actions: int) -> dict:
+  out = dict(batch)
+  if discrete:
+    out["action"] = np.eye(actions, dtype=np.float32)[batch["action"]]
+  return out
+
+
+def reference_names(world_model) -> list:
+  """``(variable, reference name)`` for every trainable variable of dreamer_tf's world model."""
+  pairs = []
+
+  def norm_dense(layer, name):
+    pairs.append((layer.dense.kernel, f"{name}/kernel"))
+    if layer.layer_norm is not None:
+      pairs.extend([(layer.layer_norm.gamma, f"{name}/norm/scale"), (layer.layer_norm.beta, f"{name}/norm/bias")])
+    else:
+      pairs.append((layer.dense.bias, f"{name}/bias"))
+
+  def dense(layer, name):
+    pairs.extend([(layer.kernel, f"{name}/kernel"), (layer.bias, f"{name}/bias")])
+
+  def mlp(stack, prefix):
+    for i, layer in enumerate(stack.hidden):
+      norm_dense(layer, f"{prefix}/h{i}")
+
+  wm = world_model
+  if wm.encoder.cnn is not None or wm.decoder.cnn is not None:
+    raise SystemExit("error: check-update compares vector observations only")
+  mlp(wm.encoder.mlp, "enc/mlp")
+  rssm = wm.rssm
+  pairs.append((rssm.initial_deter, "rssm/initial"))
+  for name in ("img_in", "gru", "img_out", "obs_out"):
+    norm_dense(getattr(rssm, name), f"rssm/{name}")
+  for name in ("img_stats", "obs_stats"):
+    dense(getattr(rssm, name), f"rssm/{name}")
+  mlp(wm.decoder.mlp, "dec/mlp")
+  for key, layer in wm.decoder.vector_out.items():
+    dense(layer, f"dec/mlp/dist_{key}/out")
+  for head, name in ((wm.reward_head, "rew"), (wm.cont_head, "cont")):
+    mlp(head.trunk, name)
+    norm_dense(head.out, f"{name}/dist_out/out")
+  return [(variable, "agent/wm/" + name) for variable, name in pairs]
+
+
+def run_ours(args: argparse.Namespace, batch: dict, discrete: bool, actions: int, params: dict) -> list[dict]:
+  """dreamer_tf's world-model updates from the reference's parameters, latents as modes."""
+  import tensorflow as tf
+  from tf_agents.specs import tensor_spec
+
+  from dreamer_tf.agent import distributions
+  from dreamer_tf.agent.dreamer_agent import DreamerAgent, time_step_spec_from
+  from dreamer_tf.config import load_config
+
+  overrides = [
+    f"model.deter={args.deter}",
+    f"model.units={args.units}",
+    f"model.layers={args.layers}",
+    f"model.stoch={args.stoch}",
+    f"model.classes={args.classes}",
+    f"model.vector_layers={args.mlp_layers}",
+    f"model.vector_units={args.mlp_units}",
+    f"replay.batch_size={args.batch_size}",
+    f"replay.batch_length={args.batch_length}",
+  ]
+  config = load_config(args.task, [], overrides)
+  obs_spec = {"vector": tf.TensorSpec(batch["vector"].shape[2:], tf.float32, "vector")}
+  if discrete:
+    action_spec = tensor_spec.BoundedTensorSpec([], tf.int32, 0, actions - 1, "action")
+  else:
+    action_spec = tensor_spec.BoundedTensorSpec(batch["action"].shape[2:], tf.float32, -1.0, 1.0, "action")
+  agent = DreamerAgent(time_step_spec_from(obs_spec), action_spec, config, seed=args.seed)
+  wm = agent.world_model
+  pairs = reference_names(wm)
+  unmapped = {v.ref() for v in wm.trainable_variables} - {v.ref() for v, _ in pairs}
+  if unmapped:
+    raise SystemExit(f"error: {len(unmapped)} world-model variables have no reference name; extend reference_names")
+  for variable, name in pairs:
+    if name not in params or params[name].shape != tuple(variable.shape):
+      got = params[name].shape if name in params else "missing"
+      raise SystemExit(f"error: reference parameter {name} is {got}, dreamer_tf's is {tuple(variable.shape)}")
+    variable.assign(params[name])
+
+  experience = {k: tf.constant(v) for k, v in batch.items() if k != "vector"}
+  experience["obs"] = {"vector": tf.constant(batch["vector"])}
+  model_vars = wm.trainable_variables
+  seed = tf.constant([args.seed, 0], tf.int64)
+
+  @tf.function
+  def update():
+    data = agent.preprocess(experience)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(model_vars)
+      loss, _, metrics = wm.loss(data, seed)
+    metrics["model_grad_norm"], _ = agent._apply(0, tape, loss, model_vars)
+    return metrics
+
+  sample = distributions.OneHotCategorical.sample
+  distributions.OneHotCategorical.sample = lambda self, seed: self.mode()
+  try:
+    return [{k: float(v) for k, v in update().items()} for _ in range(args.updates)]
+  finally:
+    distributions.OneHotCategorical.sample = sample
+
+
+def compare(ours: list[dict], reference: list[dict], rtol: float) -> dict:
+  """Per update and metric ``[ours, reference]``, and the first update where any differs by > ``rtol``."""
+  updates, first = [], None
+  for i, (a, b) in enumerate(zip(ours, reference)):
+    row = {name: [a[name], b[ref]] for name, ref in METRICS if name in a and ref in b}
+    worst = max(abs(x - y) / max(abs(y), 1e-8) for x, y in row.values())
+    if first is None and worst > rtol:
+      first = i
+    updates.append(row)
+  return {"updates": updates, "first_difference": first}
+
+
+def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: dict) -> int:
+  """Runs both sides; returns the exit code (1 when they part before ``args.agree`` updates)."""
+  import gymnasium
+
+  env_id = args.task[len("gym_") :]
+  args.out.mkdir(parents=True, exist_ok=True)
+  batch, discrete = collect_batch(env_id, args.batch_size, args.batch_length, args.seed)
+  actions = int(gymnasium.make(env_id).action_space.n) if discrete else 0
+  np.savez(args.out / "batch.npz", **reference_batch(batch, discrete, actions))
+  size = ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
+  cmd = [str(reference_python), str(REFERENCE_SCRIPT), f"--batch={args.out / 'batch.npz'}", f"--out={args.out}"]
+  cmd += [f"--updates={args.updates}", f"--seed={args.seed}", *(f"--{k}={getattr(args, k)}" for k in size)]
+  cmd += ["--discrete"] if discrete else []
+  with open(args.out / "reference.log", "w") as log:
+    code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+  if code:
+    log = args.out / "reference.log"
+    tail = log.read_text().strip().splitlines()[-1:]
+    raise SystemExit(f"error: the reference side failed ({tail[0] if tail else code}); see {log}")
+  params = dict(np.load(args.out / "reference_params.npz"))
+  reference = json.loads((args.out / "reference_updates.json").read_text())
+  ours = run_ours(args, batch, discrete, actions, params)
+  result = compare(ours, reference, args.rtol)
+  first = result["first_difference"]
+  passed = first is None or first >= args.agree
+  result.update(
+    task=args.task,
+    settings={k: getattr(args, k) for k in (*size, "batch_size", "batch_length", "seed", "updates", "agree", "rtol")},
+    terminations_in_batch=int(batch["is_terminal"].sum()),
+    passed=passed,
+  )
+  (args.out / "update_check.json").write_text(json.dumps(result, indent=1))
+  shown = {0, 1, min(args.agree, args.updates) - 1, args.updates - 1}
+  shown = sorted(shown | ({first} if first is not None else set()))
+  for i in shown:
+    row = result["updates"][i]
+    print(f"update {i:4d}  " + "  ".join(f"{k} {x:.6g}/{y:.6g}" for k, (x, y) in row.items()), flush=True)
+  where = "never" if first is None else f"first at update {first}"
+  verdict = "agree" if passed else "DIFFER"
+  print(f"dreamer_tf / reference {verdict}: a difference above rtol {args.rtol:g} {where}", end="")
+  print(f" (required: not before update {args.agree})")
+  print(f"wrote {args.out / 'update_check.json'}")
+  return 0 if passed else 1
+
+
+if __name__ == "__main__":
+  sys.exit("run it as: python tools/parity.py check-update ...")
