@@ -260,8 +260,10 @@ def reference_missing(venv: pathlib.Path) -> str | None:
 # --- running -------------------------------------------------------------------------------------
 
 
-def _run_env(threads: int) -> dict:
+def _run_env(threads: int, pythonpath: Sequence[pathlib.Path] = ()) -> dict:
   env = _ref_env()
+  if pythonpath:  # Both sides import the task's own module (gym_<module>:<id>) from there.
+    env["PYTHONPATH"] = os.pathsep.join(str(pathlib.Path(p).resolve()) for p in pythonpath)
   env.update(
     OMP_NUM_THREADS=str(threads),
     TF_NUM_INTRAOP_THREADS=str(threads),
@@ -298,7 +300,7 @@ def run_all(args: argparse.Namespace) -> dict:
       build = ours_command if side == OURS else reference_command
       jobs.append((side, seed, logdir, build(args, seed, logdir)))
   running = []
-  env = _run_env(args.threads)
+  env = _run_env(args.threads, args.pythonpath)
   while jobs or running:
     while jobs and len(running) < args.parallel:
       side, seed, logdir, cmd = jobs.pop(0)
@@ -445,7 +447,7 @@ def ours_params(args: argparse.Namespace) -> dict:
   command = ours_command(args, 0, args.out / "unused")
   overrides = [c for c in command if c.startswith("--override=model.")]
   cmd = [command[0], str(REPO / "tools" / "count_params.py"), f"--env={args.task}", *overrides]
-  out = subprocess.run(cmd, capture_output=True, text=True, env=_run_env(args.threads), cwd=REPO)
+  out = subprocess.run(cmd, capture_output=True, text=True, env=_run_env(args.threads, args.pythonpath), cwd=REPO)
   if out.returncode:
     raise SystemExit(f"error: tools/count_params.py failed: {out.stderr.strip().splitlines()[-1:]}")
   counts = json.loads(out.stdout.strip().splitlines()[-1])
@@ -723,6 +725,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sides", choices=("both", OURS, REFERENCE), default="both")
     p.add_argument("--parallel", type=int, default=2, help="training processes at once")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per training process")
+    p.add_argument(
+      "--pythonpath",
+      type=pathlib.Path,
+      action="append",
+      default=[],
+      help="a directory on both sides' PYTHONPATH, for a task's own module: tests/learning for "
+      "gym_goal_line_env:GoalLine-v0",
+    )
     p.add_argument("--return_bins", type=int, default=10)
     p.add_argument("--update_bins", type=int, default=10)
   args = parser.parse_args(argv)
