@@ -168,6 +168,8 @@ def ours_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> l
     "run.log_every_secs": 1.0,
     "run.video_every": 0,
   }
+  if args.jit_compile:  # The reference's train step is always XLA-compiled (jax.jit).
+    overrides["run.jit_compile"] = "true"
   if _has_model_key("vector_layers") and _has_model_key("vector_units"):
     overrides.update({"model.vector_layers": args.mlp_layers, "model.vector_units": args.mlp_units})
   elif (args.mlp_layers, args.mlp_units) != (args.layers, args.units):
@@ -725,6 +727,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sides", choices=("both", OURS, REFERENCE), default="both")
     p.add_argument("--parallel", type=int, default=2, help="training processes at once")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per training process")
+    p.add_argument("--jit_compile", action="store_true", help="compile dreamer_tf's train step with XLA too")
     p.add_argument(
       "--pythonpath",
       type=pathlib.Path,
