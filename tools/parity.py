@@ -713,6 +713,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   check.add_argument("--agree", type=int, default=20, help="fail if the sides part before this update")
   check.add_argument("--rtol", type=float, default=1e-4, help="largest relative difference counted as equal")
   check.add_argument("--seed", type=int, default=0, help="the reference's initialisation and the batch")
+  check.add_argument(
+    "--own_init", action="store_true", help="each side initialises itself (--init_seeds), compared by seed means"
+  )
+  check.add_argument("--init_seeds", type=_seeds, default=list(range(1, 11)), help="with --own_init")
   model_and_batch(check)
   for name in ("run", "report"):
     p = sub.add_parser(name, help="train both sides, then report" if name == "run" else "redraw the report")

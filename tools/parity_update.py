@@ -18,6 +18,11 @@ random policy on the gymnasium task (episode boundaries and terminations inside 
 first step of every window marked ``is_first`` as both replays do). ``DIR/update_check.json``
 gets every update's values of both sides and the first update at which any metric differs by
 more than ``--rtol``; the command fails when that happens before update ``--agree``.
+
+With ``--own_init`` each side draws its own initial parameters instead, once per seed of
+``--init_seeds``, on the same batch with the same deterministic latents: the only difference left
+is the initialisation, and ``DIR/own_init.json`` compares the two sides' seed means (Welch's t)
+at a few updates.
 """
 
 from __future__ import annotations
@@ -137,8 +142,9 @@ def reference_names(world_model) -> list:
   return [(variable, "agent/wm/" + name) for variable, name in pairs]
 
 
-def run_ours(args: argparse.Namespace, batch: dict, discrete: bool, actions: int, params: dict) -> list[dict]:
-  """dreamer_tf's world-model updates from the reference's parameters, latents as modes."""
+def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | None, init_seed: int = 0) -> list[dict]:
+  """dreamer_tf's world-model updates from the reference's parameters (or, with ``params=None``, from
+  its own initialisation drawn with ``init_seed``), latents as modes."""
   import tensorflow as tf
   from tf_agents.specs import tensor_spec
 
@@ -163,13 +169,14 @@ def run_ours(args: argparse.Namespace, batch: dict, discrete: bool, actions: int
     action_spec = tensor_spec.BoundedTensorSpec([], tf.int32, 0, actions - 1, "action")
   else:
     action_spec = tensor_spec.BoundedTensorSpec(batch["action"].shape[2:], tf.float32, -1.0, 1.0, "action")
+  tf.keras.utils.set_random_seed(init_seed)
   agent = DreamerAgent(time_step_spec_from(obs_spec), action_spec, config, seed=args.seed)
   wm = agent.world_model
   pairs = reference_names(wm)
   unmapped = {v.ref() for v in wm.trainable_variables} - {v.ref() for v, _ in pairs}
   if unmapped:
     raise SystemExit(f"error: {len(unmapped)} world-model variables have no reference name; extend reference_names")
-  for variable, name in pairs:
+  for variable, name in pairs if params is not None else ():
     if name not in params or params[name].shape != tuple(variable.shape):
       got = params[name].shape if name in params else "missing"
       raise SystemExit(f"error: reference parameter {name} is {got}, dreamer_tf's is {tuple(variable.shape)}")
@@ -209,6 +216,25 @@ def compare(ours: list[dict], reference: list[dict], rtol: float) -> dict:
   return {"updates": updates, "first_difference": first}
 
 
+SIZE_ARGS = ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
+SETTINGS = ("batch_size", "batch_length", "seed", "updates", "agree", "rtol")
+
+
+def reference_updates(args, python: pathlib.Path, env: dict, seed: int, discrete: bool) -> tuple[dict, list]:
+  """Runs the reference side once (its own initialisation for ``seed``); returns its parameters and rows."""
+  cmd = [str(python), str(REFERENCE_SCRIPT), f"--batch={args.out / 'batch.npz'}", f"--out={args.out}"]
+  cmd += [f"--updates={args.updates}", f"--seed={seed}", *(f"--{k}={getattr(args, k)}" for k in SIZE_ARGS)]
+  cmd += ["--discrete"] if discrete else []
+  log = args.out / "reference.log"
+  with open(log, "w") as f:
+    code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+  if code:
+    tail = log.read_text().strip().splitlines()[-1:]
+    raise SystemExit(f"error: the reference side failed ({tail[0] if tail else code}); see {log}")
+  params = dict(np.load(args.out / "reference_params.npz"))
+  return params, json.loads((args.out / "reference_updates.json").read_text())
+
+
 def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: dict) -> int:
   """Runs both sides; returns the exit code (1 when they part before ``args.agree`` updates)."""
   import gymnasium
@@ -218,25 +244,16 @@ def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: 
   batch, discrete = collect_batch(env_id, args.batch_size, args.batch_length, args.seed)
   actions = int(gymnasium.make(env_id).action_space.n) if discrete else 0
   np.savez(args.out / "batch.npz", **reference_batch(batch, discrete, actions))
-  size = ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
-  cmd = [str(reference_python), str(REFERENCE_SCRIPT), f"--batch={args.out / 'batch.npz'}", f"--out={args.out}"]
-  cmd += [f"--updates={args.updates}", f"--seed={args.seed}", *(f"--{k}={getattr(args, k)}" for k in size)]
-  cmd += ["--discrete"] if discrete else []
-  with open(args.out / "reference.log", "w") as log:
-    code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-  if code:
-    log = args.out / "reference.log"
-    tail = log.read_text().strip().splitlines()[-1:]
-    raise SystemExit(f"error: the reference side failed ({tail[0] if tail else code}); see {log}")
-  params = dict(np.load(args.out / "reference_params.npz"))
-  reference = json.loads((args.out / "reference_updates.json").read_text())
+  if args.own_init:
+    return compare_initialisations(args, reference_python, env, batch, discrete, actions)
+  params, reference = reference_updates(args, reference_python, env, args.seed, discrete)
   ours = run_ours(args, batch, discrete, actions, params)
   result = compare(ours, reference, args.rtol)
   first = result["first_difference"]
   passed = first is None or first >= args.agree
   result.update(
     task=args.task,
-    settings={k: getattr(args, k) for k in (*size, "batch_size", "batch_length", "seed", "updates", "agree", "rtol")},
+    settings={k: getattr(args, k) for k in (*SIZE_ARGS, *SETTINGS)},
     terminations_in_batch=int(batch["is_terminal"].sum()),
     passed=passed,
   )
@@ -252,6 +269,41 @@ def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: 
   print(f" (required: not before update {args.agree})")
   print(f"wrote {args.out / 'update_check.json'}")
   return 0 if passed else 1
+
+
+def compare_initialisations(args, reference_python, env, batch, discrete, actions) -> int:
+  """``--own_init``: each side starts from its own initialisation, one per seed in ``--init_seeds``.
+
+  The same batch and deterministic latents as the exact check, so the only difference left between
+  the two sides' runs is how each draws its initial parameters; the seed means are compared with
+  Welch's t at a few updates (no pass or fail: a report).
+  """
+  sides = {"dreamer_tf": [], "reference": []}
+  for seed in args.init_seeds:
+    _, rows = reference_updates(args, reference_python, env, seed, discrete)
+    sides["reference"].append([{name: row[ref] for name, ref in METRICS} for row in rows])
+    sides["dreamer_tf"].append(run_ours(args, batch, discrete, actions, None, init_seed=seed))
+  shown = sorted({0, args.updates // 4, args.updates // 2, args.updates - 1})
+  table = {}
+  for name, _ in METRICS:
+    table[name] = {}
+    for i in shown:
+      a = np.array([run[i][name] for run in sides["dreamer_tf"]])
+      b = np.array([run[i][name] for run in sides["reference"]])
+      spread = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) if len(a) > 1 else 0.0
+      gap = float(a.mean() - b.mean())
+      t = gap / spread if spread > 0 else (0.0 if gap == 0 else float("nan"))
+      table[name][i] = {"dreamer_tf": float(a.mean()), "reference": float(b.mean()), "welch_t": t}
+  result = dict(task=args.task, init_seeds=list(args.init_seeds), updates=args.updates, at_updates=table, runs=sides)
+  (args.out / "own_init.json").write_text(json.dumps(result, indent=1))
+  for name, cells in table.items():
+    text = "  ".join(
+      f"{i}: {c['dreamer_tf']:.4g}/{c['reference']:.4g} (t {c['welch_t']:+.2f})" for i, c in cells.items()
+    )
+    print(f"{name:16s} {text}")
+  count = len(args.init_seeds)
+  print(f"seed means dreamer_tf/reference over {count} initialisations each; wrote {args.out / 'own_init.json'}")
+  return 0
 
 
 if __name__ == "__main__":
