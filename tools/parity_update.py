@@ -28,6 +28,7 @@ at a few updates.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import pathlib
 import subprocess
@@ -142,9 +143,16 @@ def reference_names(world_model) -> list:
   return [(variable, "agent/wm/" + name) for variable, name in pairs]
 
 
+def _mode_sample(self, seed):
+  """Replaces ``OneHotCategorical.sample`` in the check: the straight-through mode."""
+  del seed
+  return self.mode()
+
+
 def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | None, init_seed: int = 0) -> list[dict]:
   """dreamer_tf's world-model updates from the reference's parameters (or, with ``params=None``, from
   its own initialisation drawn with ``init_seed``), latents as modes."""
+  importlib.import_module("dreamer_tf")  # First: its quiet start filters TensorFlow's start-up noise.
   import tensorflow as tf
   from tf_agents.specs import tensor_spec
 
@@ -197,7 +205,7 @@ def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | Non
     return metrics
 
   sample = distributions.OneHotCategorical.sample
-  distributions.OneHotCategorical.sample = lambda self, seed: self.mode()
+  distributions.OneHotCategorical.sample = _mode_sample
   try:
     return [{k: float(v) for k, v in update().items()} for _ in range(args.updates)]
   finally:
