@@ -712,7 +712,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   check.add_argument("--updates", type=int, default=100, help="world-model updates on the fixed batch")
   check.add_argument("--agree", type=int, default=20, help="fail if the sides part before this update")
   check.add_argument("--rtol", type=float, default=1e-4, help="largest relative difference counted as equal")
+  check.add_argument("--atol", type=float, default=1e-6, help="plus this absolute difference (noise around 0)")
   check.add_argument("--seed", type=int, default=0, help="the reference's initialisation and the batch")
+  check.add_argument("--full", action="store_true", help="the whole agent update: world model, actor and critic")
   check.add_argument(
     "--own_init", action="store_true", help="each side initialises itself (--init_seeds), compared by seed means"
   )

@@ -1,10 +1,11 @@
 """The reference side of ``tools/parity.py check-update``, run in the reference's venv.
 
-Builds the world model of the author's 2023 release (``dreamerv3==1.5.0``) for a vector
+Builds the agent of the author's 2023 release (``dreamerv3==1.5.0``) for a vector
 observation and an action space read from the batch file, saves its freshly initialised world
-model parameters, then runs ``--updates`` world-model updates (the reference's own
-``WorldModel.train``: loss, gradients, global-norm clipping and its optax Adam) on that one
-fixed batch and writes each update's scalar metrics. Latents are the straight-through mode
+model parameters (with ``--full`` all its parameters), then runs ``--updates`` world-model
+updates (the reference's own ``WorldModel.train``: loss, gradients, global-norm clipping and its
+optax Adam; with ``--full`` its whole ``Agent.train``, actor and critic in imagination included)
+on that one fixed batch and writes each update's scalar metrics. Latents are the straight-through mode
 instead of a sample (``OneHotDist.sample`` is replaced in this process only), so that the
 update is deterministic and dreamer_tf can repeat it exactly from the same parameters. It
 imports nothing from dreamer_tf and copies none of the reference's code.
@@ -30,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--updates", type=int, required=True)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--discrete", action="store_true", help="the action is one-hot over a discrete space")
+  p.add_argument("--full", action="store_true", help="the whole agent update: world model, actor and critic")
   for name in ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units"):
     p.add_argument(f"--{name}", type=int, required=True)
   return p.parse_args(argv)
@@ -94,8 +96,9 @@ def main(argv=None) -> None:
   act_space = {"action": action, "reset": embodied.Space(bool)}
   agent = agt.Agent(obs_space, act_space, embodied.Counter(), config)
   jax.config.update("jax_transfer_guard", "allow")  # The agent disallows implicit transfers.
-  # The world model's parameters (its optimizer's state, also under agent/wm/, is a nested tuple).
-  params = {k: np.asarray(v) for k, v in agent.varibs.items() if k.startswith("agent/wm/") and hasattr(v, "shape")}
+  # The parameters (the optimizers' states, nested tuples, stay out).
+  prefix = "agent/" if args.full else "agent/wm/"
+  params = {k: np.asarray(v) for k, v in agent.varibs.items() if k.startswith(prefix) and hasattr(v, "shape")}
   np.savez(args.out / "reference_params.npz", **params)
 
   inner = agent.agent
@@ -105,7 +108,11 @@ def main(argv=None) -> None:
     _, _, metrics = inner.wm.train(data, inner.wm.initial(len(data["is_first"])))
     return metrics
 
-  update = jax.jit(nj.pure(world_model_update))
+  def agent_update(data):  # Agent.train: preprocess, world model, then actor and critic in imagination.
+    _, _, metrics = inner.train(data, inner.train_initial(len(data["is_first"])))
+    return metrics
+
+  update = jax.jit(nj.pure(agent_update if args.full else world_model_update))
   data = {k: jnp.asarray(v) for k, v in batch.items()}
   varibs, rng, rows = dict(agent.varibs), jax.random.PRNGKey(args.seed), []
   for _ in range(args.updates):

@@ -39,7 +39,7 @@ import numpy as np
 REFERENCE_SCRIPT = pathlib.Path(__file__).resolve().parent / "parity_reference_update.py"
 
 # dreamer_tf's metric name -> the reference's, for every value compared.
-METRICS = (
+WORLD_MODEL_METRICS = (
   ("model_loss", "model_loss_mean"),
   ("vector_loss", "vector_loss_mean"),
   ("reward_loss", "reward_loss_mean"),
@@ -50,6 +50,19 @@ METRICS = (
   ("post_ent", "post_ent_mean"),
   ("model_grad_norm", "model_opt_grad_norm"),
 )
+# With --full: the actor and critic update in imagination (reference key prefix extr_: its task reward).
+BEHAVIOR_METRICS = (
+  ("imag_reward", "extr_reward_mean"),
+  ("imag_return", "extr_return_raw_mean"),
+  ("advantage", "adv_mean"),
+  ("actor_entropy", "policy_entropy_mean"),
+  ("actor_loss", "actor_opt_loss"),
+  ("actor_grad_norm", "actor_opt_grad_norm"),
+  ("critic_value", "extr_critic_mean"),
+  ("critic_loss", "extr_critic_critic_opt_loss"),
+  ("critic_grad_norm", "extr_critic_critic_opt_grad_norm"),
+)
+METRICS = WORLD_MODEL_METRICS + BEHAVIOR_METRICS
 
 
 def collect_batch(env_id: str, batch_size: int, batch_length: int, seed: int) -> tuple[dict, bool]:
@@ -106,41 +119,54 @@ def reference_batch(batch: dict, discrete: bool, actions: int) -> dict:
   return out
 
 
+def _norm_dense(layer, name: str) -> list:
+  """A NormDense: kernel, then LayerNorm scale and offset (the reference's ``norm``), or a bias."""
+  if layer.layer_norm is None:
+    return [(layer.dense.kernel, f"{name}/kernel"), (layer.dense.bias, f"{name}/bias")]
+  norm = layer.layer_norm
+  return [(layer.dense.kernel, f"{name}/kernel"), (norm.gamma, f"{name}/norm/scale"), (norm.beta, f"{name}/norm/bias")]
+
+
+def _dense(layer, name: str) -> list:
+  return [(layer.kernel, f"{name}/kernel"), (layer.bias, f"{name}/bias")]
+
+
+def _mlp(stack, prefix: str) -> list:
+  return [pair for i, layer in enumerate(stack.hidden) for pair in _norm_dense(layer, f"{prefix}/h{i}")]
+
+
+def _head(head, name: str) -> list:
+  """A Head: its MLP trunk, then the reference ``Dist``'s ``out`` (and ``std``) layers."""
+  pairs = _mlp(head.trunk, name) + _norm_dense(head.out, f"{name}/dist_out/out")
+  if head.std is not None:
+    pairs += _norm_dense(head.std, f"{name}/dist_out/std")
+  return pairs
+
+
 def reference_names(world_model) -> list:
   """``(variable, reference name)`` for every trainable variable of dreamer_tf's world model."""
-  pairs = []
-
-  def norm_dense(layer, name):
-    pairs.append((layer.dense.kernel, f"{name}/kernel"))
-    if layer.layer_norm is not None:
-      pairs.extend([(layer.layer_norm.gamma, f"{name}/norm/scale"), (layer.layer_norm.beta, f"{name}/norm/bias")])
-    else:
-      pairs.append((layer.dense.bias, f"{name}/bias"))
-
-  def dense(layer, name):
-    pairs.extend([(layer.kernel, f"{name}/kernel"), (layer.bias, f"{name}/bias")])
-
-  def mlp(stack, prefix):
-    for i, layer in enumerate(stack.hidden):
-      norm_dense(layer, f"{prefix}/h{i}")
-
   wm = world_model
   if wm.encoder.cnn is not None or wm.decoder.cnn is not None:
     raise SystemExit("error: check-update compares vector observations only")
-  mlp(wm.encoder.mlp, "enc/mlp")
   rssm = wm.rssm
-  pairs.append((rssm.initial_deter, "rssm/initial"))
+  pairs = _mlp(wm.encoder.mlp, "enc/mlp") + [(rssm.initial_deter, "rssm/initial")]
   for name in ("img_in", "gru", "img_out", "obs_out"):
-    norm_dense(getattr(rssm, name), f"rssm/{name}")
+    pairs += _norm_dense(getattr(rssm, name), f"rssm/{name}")
   for name in ("img_stats", "obs_stats"):
-    dense(getattr(rssm, name), f"rssm/{name}")
-  mlp(wm.decoder.mlp, "dec/mlp")
+    pairs += _dense(getattr(rssm, name), f"rssm/{name}")
+  pairs += _mlp(wm.decoder.mlp, "dec/mlp")
   for key, layer in wm.decoder.vector_out.items():
-    dense(layer, f"dec/mlp/dist_{key}/out")
-  for head, name in ((wm.reward_head, "rew"), (wm.cont_head, "cont")):
-    mlp(head.trunk, name)
-    norm_dense(head.out, f"{name}/dist_out/out")
+    pairs += _dense(layer, f"dec/mlp/dist_{key}/out")
+  pairs += _head(wm.reward_head, "rew") + _head(wm.cont_head, "cont")
   return [(variable, "agent/wm/" + name) for variable, name in pairs]
+
+
+def reference_names_behavior(actor_critic) -> list:
+  """``(variable, reference name)`` for the actor, critic, slow critic and return normaliser."""
+  ac = actor_critic
+  pairs = _head(ac.actor, "ac/actor") + _head(ac.critic, "critic/net") + _head(ac.slow_critic, "critic/slow")
+  pairs += [(ac.retnorm.low, "ac/retnorm_extr/low/value"), (ac.retnorm.high, "ac/retnorm_extr/high/value")]
+  return [(variable, "agent/task_behavior/" + name) for variable, name in pairs]
 
 
 def _mode_sample(self, seed):
@@ -179,11 +205,14 @@ def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | Non
     action_spec = tensor_spec.BoundedTensorSpec(batch["action"].shape[2:], tf.float32, -1.0, 1.0, "action")
   tf.keras.utils.set_random_seed(init_seed)
   agent = DreamerAgent(time_step_spec_from(obs_spec), action_spec, config, seed=args.seed)
-  wm = agent.world_model
-  pairs = reference_names(wm)
-  unmapped = {v.ref() for v in wm.trainable_variables} - {v.ref() for v, _ in pairs}
+  wm, ac = agent.world_model, agent.actor_critic
+  pairs = reference_names(wm) + (reference_names_behavior(ac) if args.full else [])
+  trained = wm.trainable_variables
+  if args.full:
+    trained = trained + ac.actor.trainable_variables + ac.critic.trainable_variables
+  unmapped = {v.ref() for v in trained} - {v.ref() for v, _ in pairs}
   if unmapped:
-    raise SystemExit(f"error: {len(unmapped)} world-model variables have no reference name; extend reference_names")
+    raise SystemExit(f"error: {len(unmapped)} trained variables have no reference name; extend reference_names")
   for variable, name in pairs if params is not None else ():
     if name not in params or params[name].shape != tuple(variable.shape):
       got = params[name].shape if name in params else "missing"
@@ -194,6 +223,10 @@ def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | Non
   experience["obs"] = {"vector": tf.constant(batch["vector"])}
   model_vars = wm.trainable_variables
   seed = tf.constant([args.seed, 0], tf.int64)
+
+  @tf.function
+  def full_update():  # DreamerAgent._train: world model, then actor and critic in imagination.
+    return agent._train(experience).extra
 
   @tf.function
   def update():
@@ -207,25 +240,27 @@ def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | Non
   sample = distributions.OneHotCategorical.sample
   distributions.OneHotCategorical.sample = _mode_sample
   try:
-    return [{k: float(v) for k, v in update().items()} for _ in range(args.updates)]
+    step = full_update if args.full else update
+    return [{k: float(v) for k, v in step().items()} for _ in range(args.updates)]
   finally:
     distributions.OneHotCategorical.sample = sample
 
 
-def compare(ours: list[dict], reference: list[dict], rtol: float) -> dict:
-  """Per update and metric ``[ours, reference]``, and the first update where any differs by > ``rtol``."""
+def compare(ours: list[dict], reference: list[dict], rtol: float, atol: float) -> dict:
+  """Per update and metric ``[ours, reference]``, and the first update where any differs by more
+  than ``rtol * |reference| + atol`` (``atol`` for values that are rounding noise around 0, such as
+  the first imagined rewards and values of zero-initialised heads)."""
   updates, first = [], None
   for i, (a, b) in enumerate(zip(ours, reference)):
     row = {name: [a[name], b[ref]] for name, ref in METRICS if name in a and ref in b}
-    worst = max(abs(x - y) / max(abs(y), 1e-8) for x, y in row.values())
-    if first is None and worst > rtol:
+    if first is None and any(abs(x - y) > rtol * abs(y) + atol for x, y in row.values()):
       first = i
     updates.append(row)
   return {"updates": updates, "first_difference": first}
 
 
 SIZE_ARGS = ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
-SETTINGS = ("batch_size", "batch_length", "seed", "updates", "agree", "rtol")
+SETTINGS = ("batch_size", "batch_length", "seed", "updates", "agree", "rtol", "atol", "full")
 
 
 def reference_updates(args, python: pathlib.Path, env: dict, seed: int, discrete: bool) -> tuple[dict, list]:
@@ -233,6 +268,7 @@ def reference_updates(args, python: pathlib.Path, env: dict, seed: int, discrete
   cmd = [str(python), str(REFERENCE_SCRIPT), f"--batch={args.out / 'batch.npz'}", f"--out={args.out}"]
   cmd += [f"--updates={args.updates}", f"--seed={seed}", *(f"--{k}={getattr(args, k)}" for k in SIZE_ARGS)]
   cmd += ["--discrete"] if discrete else []
+  cmd += ["--full"] if args.full else []
   log = args.out / "reference.log"
   with open(log, "w") as f:
     code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
@@ -256,7 +292,7 @@ def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: 
     return compare_initialisations(args, reference_python, env, batch, discrete, actions)
   params, reference = reference_updates(args, reference_python, env, args.seed, discrete)
   ours = run_ours(args, batch, discrete, actions, params)
-  result = compare(ours, reference, args.rtol)
+  result = compare(ours, reference, args.rtol, args.atol)
   first = result["first_difference"]
   passed = first is None or first >= args.agree
   result.update(
@@ -273,7 +309,7 @@ def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: 
     print(f"update {i:4d}  " + "  ".join(f"{k} {x:.6g}/{y:.6g}" for k, (x, y) in row.items()), flush=True)
   where = "never" if first is None else f"first at update {first}"
   verdict = "agree" if passed else "DIFFER"
-  print(f"dreamer_tf / reference {verdict}: a difference above rtol {args.rtol:g} {where}", end="")
+  print(f"dreamer_tf / reference {verdict}: a difference above rtol {args.rtol:g} + atol {args.atol:g} {where}", end="")
   print(f" (required: not before update {args.agree})")
   print(f"wrote {args.out / 'update_check.json'}")
   return 0 if passed else 1
@@ -289,11 +325,11 @@ def compare_initialisations(args, reference_python, env, batch, discrete, action
   sides = {"dreamer_tf": [], "reference": []}
   for seed in args.init_seeds:
     _, rows = reference_updates(args, reference_python, env, seed, discrete)
-    sides["reference"].append([{name: row[ref] for name, ref in METRICS} for row in rows])
+    sides["reference"].append([{name: row[ref] for name, ref in METRICS if ref in row} for row in rows])
     sides["dreamer_tf"].append(run_ours(args, batch, discrete, actions, None, init_seed=seed))
   shown = sorted({0, args.updates // 4, args.updates // 2, args.updates - 1})
   table = {}
-  for name, _ in METRICS:
+  for name in sides["reference"][0][0]:
     table[name] = {}
     for i in shown:
       a = np.array([run[i][name] for run in sides["dreamer_tf"]])
