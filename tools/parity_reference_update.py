@@ -5,8 +5,9 @@ observation and an action space read from the batch file, saves its freshly init
 model parameters (with ``--full`` all its parameters), then runs ``--updates`` world-model
 updates (the reference's own ``WorldModel.train``: loss, gradients, global-norm clipping and its
 optax Adam; with ``--full`` its whole ``Agent.train``, actor and critic in imagination included)
-on that one fixed batch and writes each update's scalar metrics. Latents are the straight-through mode
-instead of a sample (``OneHotDist.sample`` is replaced in this process only), so that the
+on that one fixed batch and writes each update's scalar metrics. Latents (and discrete actions)
+are the straight-through mode instead of a sample, continuous actions the Normal's mean
+(``OneHotDist.sample`` and ``Normal._sample_n`` are replaced in this process only), so that the
 update is deterministic and dreamer_tf can repeat it exactly from the same parameters. It
 imports nothing from dreamer_tf and copies none of the reference's code.
 
@@ -37,8 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   return p.parse_args(argv)
 
 
-def _deterministic_latents(jax, jnp, jaxutils) -> None:
-  """Makes every one-hot sample the straight-through mode: ``onehot(argmax) + p - sg(p)``."""
+def _deterministic_samples(jax, jnp, jaxutils) -> None:
+  """Makes every one-hot sample the straight-through mode, ``onehot(argmax) + p - sg(p)``, and every
+  Normal sample its mean."""
 
   def mode_sample(self, sample_shape=(), seed=None):
     del seed
@@ -49,6 +51,16 @@ def _deterministic_latents(jax, jnp, jaxutils) -> None:
     return jnp.broadcast_to(value, shape + value.shape)
 
   jaxutils.OneHotDist.sample = mode_sample
+
+  # The continuous actor's Normal: its mean (reparameterised, so the return's gradient reaches it).
+  from tensorflow_probability.substrates import jax as tfp
+
+  def mean_sample_n(self, n, seed=None):
+    del seed
+    shape = jnp.broadcast_shapes(jnp.shape(self.loc), jnp.shape(self.scale))
+    return jnp.broadcast_to(self.loc, (n, *shape))
+
+  tfp.distributions.Normal._sample_n = mean_sample_n
 
 
 def main(argv=None) -> None:
@@ -62,7 +74,7 @@ def main(argv=None) -> None:
   from dreamerv3 import jaxutils
   from dreamerv3 import ninjax as nj
 
-  _deterministic_latents(jax, jnp, jaxutils)
+  _deterministic_samples(jax, jnp, jaxutils)
   batch = dict(np.load(args.batch))
   config = embodied.Config(agt.Agent.configs["defaults"]).update(agt.Agent.configs["dmc_proprio"])
   flags = {

@@ -3,8 +3,9 @@
 The learning curves of ``tools/parity.py run`` compare two random processes; this check removes
 the randomness. Both sides start from the *same* parameters (the reference's freshly
 initialised world model, copied into dreamer_tf's by name) and train on the *same* fixed batch,
-with every latent the straight-through mode instead of a sample (patched in the two check
-processes only). Each side then runs ``--updates`` world-model updates: the loss of Eq. 5,
+with every latent the straight-through mode instead of a sample (and with ``--full`` every
+imagined action: a discrete actor's mode, a continuous actor's mean), patched in the two check
+processes only. Each side then runs ``--updates`` world-model updates: the loss of Eq. 5,
 its gradients, the global-norm clip and Adam. If the two implementations compute the same
 function, their losses, entropies and gradient norms agree to float32 rounding until an
 ``argmax`` of a latent flips on one side (rounding makes that inevitable after some tens of
@@ -175,6 +176,12 @@ def _mode_sample(self, seed):
   return self.mode()
 
 
+def _mean_sample(self, seed):
+  """Replaces ``BoundedNormal.sample`` in the check: the mean (its gradient reaches the actor)."""
+  del seed
+  return self.loc
+
+
 def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | None, init_seed: int = 0) -> list[dict]:
   """dreamer_tf's world-model updates from the reference's parameters (or, with ``params=None``, from
   its own initialisation drawn with ``init_seed``), latents as modes."""
@@ -237,13 +244,14 @@ def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | Non
     metrics["model_grad_norm"], _ = agent._apply(0, tape, loss, model_vars)
     return metrics
 
-  sample = distributions.OneHotCategorical.sample
+  samplers = (distributions.OneHotCategorical.sample, distributions.BoundedNormal.sample)
   distributions.OneHotCategorical.sample = _mode_sample
+  distributions.BoundedNormal.sample = _mean_sample
   try:
     step = full_update if args.full else update
     return [{k: float(v) for k, v in step().items()} for _ in range(args.updates)]
   finally:
-    distributions.OneHotCategorical.sample = sample
+    distributions.OneHotCategorical.sample, distributions.BoundedNormal.sample = samplers
 
 
 def compare(ours: list[dict], reference: list[dict], rtol: float, atol: float) -> dict:

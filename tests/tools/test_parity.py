@@ -273,3 +273,21 @@ def test_full_agent_update_matches_the_reference(tmp_path):
   for name, _ in parity_update.WORLD_MODEL_METRICS:
     ours, reference = report["updates"][0][name]
     assert ours == pytest.approx(reference, rel=1e-5)
+
+
+def test_full_agent_update_matches_the_reference_for_continuous_actions(tmp_path):
+  """The Normal actor backpropagated through the imagined dynamics, each Normal sample its mean."""
+  reason = parity.reference_missing(parity.DEFAULT_VENV)
+  if reason:
+    pytest.skip(f"reference side not run: {reason}")
+  out = tmp_path / "check"
+  args = ["check-update", "--full", "--rtol=1e-3", "--task=gym_Pendulum-v1", "--updates=8", "--agree=8"]
+  args += [*_TINY_MODEL, "--batch_size=4", "--batch_length=16", f"--out={out}"]
+  result = subprocess.run(
+    [sys.executable, str(_TOOLS / "parity.py"), *args], capture_output=True, text=True, timeout=600
+  )
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  report = json.loads((out / "update_check.json").read_text())
+  assert report["passed"] and report["terminations_in_batch"] == 0  # Pendulum only truncates.
+  actor_grad_norm = [row["actor_grad_norm"] for row in report["updates"]]
+  assert all(ours > 0 and ours == pytest.approx(reference, rel=1e-3) for ours, reference in actor_grad_norm)
