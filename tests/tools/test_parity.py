@@ -236,18 +236,21 @@ def test_the_fixed_batch_follows_the_replay_step_format():
   np.testing.assert_array_equal(reference["action"].argmax(-1), batch["action"])
 
 
-def test_check_update_matches_the_reference_number_for_number(tmp_path):
+def _check_update(tmp_path, *args):
+  """Runs ``parity.py check-update`` on the tiny model (skips without the reference venv); its report."""
   reason = parity.reference_missing(parity.DEFAULT_VENV)
   if reason:
     pytest.skip(f"reference side not run: {reason}")
   out = tmp_path / "check"
-  args = ["check-update", "--task=gym_CartPole-v1", "--updates=12", "--agree=12", *_TINY_MODEL]
-  args += ["--batch_size=4", "--batch_length=16", f"--out={out}"]
-  result = subprocess.run(
-    [sys.executable, str(_TOOLS / "parity.py"), *args], capture_output=True, text=True, timeout=600
-  )
+  command = [sys.executable, str(_TOOLS / "parity.py"), "check-update", *args, *_TINY_MODEL]
+  command += ["--batch_size=4", "--batch_length=16", f"--out={out}"]
+  result = subprocess.run(command, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  report = json.loads((out / "update_check.json").read_text())
+  return json.loads((out / "update_check.json").read_text())
+
+
+def test_check_update_matches_the_reference_number_for_number(tmp_path):
+  report = _check_update(tmp_path, "--task=gym_CartPole-v1", "--updates=12", "--agree=12")
   assert report["passed"] and len(report["updates"]) == 12
   first = report["updates"][0]
   assert set(first) == {name for name, _ in parity_update.WORLD_MODEL_METRICS}
@@ -258,17 +261,7 @@ def test_check_update_matches_the_reference_number_for_number(tmp_path):
 def test_full_agent_update_matches_the_reference(tmp_path):
   """World model, then actor and critic in imagination: argmax ties of the near-uniform imagined
   latents flip now and then on one side, so these agree to 1e-2 (the world model still to 1e-5)."""
-  reason = parity.reference_missing(parity.DEFAULT_VENV)
-  if reason:
-    pytest.skip(f"reference side not run: {reason}")
-  out = tmp_path / "check"
-  args = ["check-update", "--full", "--rtol=1e-2", "--task=gym_CartPole-v1", "--updates=8", "--agree=8"]
-  args += [*_TINY_MODEL, "--batch_size=4", "--batch_length=16", f"--out={out}"]
-  result = subprocess.run(
-    [sys.executable, str(_TOOLS / "parity.py"), *args], capture_output=True, text=True, timeout=600
-  )
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  report = json.loads((out / "update_check.json").read_text())
+  report = _check_update(tmp_path, "--full", "--rtol=1e-2", "--task=gym_CartPole-v1", "--updates=8", "--agree=8")
   assert report["passed"] and set(report["updates"][0]) == {name for name, _ in parity_update.METRICS}
   for name, _ in parity_update.WORLD_MODEL_METRICS:
     ours, reference = report["updates"][0][name]
@@ -277,17 +270,7 @@ def test_full_agent_update_matches_the_reference(tmp_path):
 
 def test_full_agent_update_matches_the_reference_for_continuous_actions(tmp_path):
   """The Normal actor backpropagated through the imagined dynamics, each Normal sample its mean."""
-  reason = parity.reference_missing(parity.DEFAULT_VENV)
-  if reason:
-    pytest.skip(f"reference side not run: {reason}")
-  out = tmp_path / "check"
-  args = ["check-update", "--full", "--rtol=1e-3", "--task=gym_Pendulum-v1", "--updates=8", "--agree=8"]
-  args += [*_TINY_MODEL, "--batch_size=4", "--batch_length=16", f"--out={out}"]
-  result = subprocess.run(
-    [sys.executable, str(_TOOLS / "parity.py"), *args], capture_output=True, text=True, timeout=600
-  )
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  report = json.loads((out / "update_check.json").read_text())
+  report = _check_update(tmp_path, "--full", "--rtol=1e-3", "--task=gym_Pendulum-v1", "--updates=8", "--agree=8")
   assert report["passed"] and report["terminations_in_batch"] == 0  # Pendulum only truncates.
   actor_grad_norm = [row["actor_grad_norm"] for row in report["updates"]]
   assert all(ours > 0 and ours == pytest.approx(reference, rel=1e-3) for ours, reference in actor_grad_norm)
