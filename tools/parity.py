@@ -745,26 +745,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--return_bins", type=int, default=10)
     p.add_argument("--update_bins", type=int, default=10)
   args = parser.parse_args(argv)
-  if args.command == "check-update":
-    if not args.task.startswith("gym_"):
-      parser.error(f"--task={args.task}: check-update takes a gymnasium task, gym_<id> (e.g. gym_CartPole-v1)")
-    sizes = ("updates", "agree", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
-    for name in (*sizes, "batch_size", "batch_length"):
-      if getattr(args, name) < 1:
-        parser.error(f"--{name}={getattr(args, name)} must be at least 1")
-    args.reference_venv = args.reference_venv.resolve()
-    args.out = args.out.resolve()
-  elif args.command != "setup-reference":
+  if args.command == "setup-reference":
+    return args
+  check = args.command == "check-update"
+  if check and not args.task.startswith("gym_"):
+    parser.error(f"--task={args.task}: check-update takes a gymnasium task, gym_<id> (e.g. gym_CartPole-v1)")
+  sizes = ("updates", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
+  for name in (*sizes, "batch_size", "batch_length", *(("agree",) if check else ())):
+    if getattr(args, name) < 1:
+      parser.error(f"--{name}={getattr(args, name)} must be at least 1")
+  args.reference_venv = args.reference_venv.resolve()
+  args.out = args.out.resolve()
+  if not check:
     if args.repeat is None:
       args.repeat = 2 if _suite(args.task) == "dmc" else 1
-    sizes = ("updates", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
-    for name in (*sizes, "batch_size", "batch_length"):
-      if getattr(args, name) < 1:
-        parser.error(f"--{name}={getattr(args, name)} must be at least 1")
     if min(args.envs, args.parallel, args.threads, args.repeat) < 1 or args.train_ratio <= 0:
       parser.error("--envs, --parallel, --threads and --repeat must be at least 1 and --train_ratio positive")
-    args.reference_venv = args.reference_venv.resolve()
-    args.out = args.out.resolve()
     args.runs = (args.runs or args.out / "runs").resolve()
   return args
 

@@ -66,8 +66,9 @@ BEHAVIOR_METRICS = (
 METRICS = WORLD_MODEL_METRICS + BEHAVIOR_METRICS
 
 
-def collect_batch(env_id: str, batch_size: int, batch_length: int, seed: int) -> tuple[dict, bool]:
-  """``batch_size`` windows from one stream of a seeded random policy; returns ``(batch, discrete)``.
+def collect_batch(env_id: str, batch_size: int, batch_length: int, seed: int) -> tuple[dict, int]:
+  """``batch_size`` windows from one stream of a seeded random policy; returns ``(batch, actions)``
+  with ``actions`` the number of discrete actions (0 for a continuous action space).
 
   The step format of both replays: the action taken at each step, the reward received on arriving
   there (0 on a first step), ``is_terminal`` only on a termination. Discrete actions are indices
@@ -110,12 +111,13 @@ def collect_batch(env_id: str, batch_size: int, batch_length: int, seed: int) ->
   batch["is_first"][:, 0] = True
   if not batch["is_terminal"].any():
     print("note: no termination inside the batch; the continue head sees only targets of 1", flush=True)
-  return batch, discrete
+  return batch, int(space.n) if discrete else 0
 
 
-def reference_batch(batch: dict, discrete: bool, actions: int) -> dict:
+def reference_batch(batch: dict, actions: int) -> dict:
+  """The batch as the reference stores it: discrete actions one-hot over ``actions``."""
   out = dict(batch)
-  if discrete:
+  if actions:
     out["action"] = np.eye(actions, dtype=np.float32)[batch["action"]]
   return out
 
@@ -182,7 +184,7 @@ def _mean_sample(self, seed):
   return self.loc
 
 
-def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | None, init_seed: int = 0) -> list[dict]:
+def run_ours(args, batch: dict, actions: int, params: dict | None, init_seed: int = 0) -> list[dict]:
   """dreamer_tf's world-model updates from the reference's parameters (or, with ``params=None``, from
   its own initialisation drawn with ``init_seed``), latents as modes."""
   importlib.import_module("dreamer_tf")  # First: its quiet start filters TensorFlow's start-up noise.
@@ -206,7 +208,7 @@ def run_ours(args, batch: dict, discrete: bool, actions: int, params: dict | Non
   ]
   config = load_config(args.task, [], overrides)
   obs_spec = {"vector": tf.TensorSpec(batch["vector"].shape[2:], tf.float32, "vector")}
-  if discrete:
+  if actions:
     action_spec = tensor_spec.BoundedTensorSpec([], tf.int32, 0, actions - 1, "action")
   else:
     action_spec = tensor_spec.BoundedTensorSpec(batch["action"].shape[2:], tf.float32, -1.0, 1.0, "action")
@@ -271,11 +273,11 @@ SIZE_ARGS = ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_
 SETTINGS = ("batch_size", "batch_length", "seed", "updates", "agree", "rtol", "atol", "full")
 
 
-def reference_updates(args, python: pathlib.Path, env: dict, seed: int, discrete: bool) -> tuple[dict, list]:
+def reference_updates(args, python: pathlib.Path, env: dict, seed: int, actions: int) -> tuple[dict, list]:
   """Runs the reference side once (its own initialisation for ``seed``); returns its parameters and rows."""
   cmd = [str(python), str(REFERENCE_SCRIPT), f"--batch={args.out / 'batch.npz'}", f"--out={args.out}"]
   cmd += [f"--updates={args.updates}", f"--seed={seed}", *(f"--{k}={getattr(args, k)}" for k in SIZE_ARGS)]
-  cmd += ["--discrete"] if discrete else []
+  cmd += ["--discrete"] if actions else []
   cmd += ["--full"] if args.full else []
   log = args.out / "reference.log"
   with open(log, "w") as f:
@@ -289,17 +291,13 @@ def reference_updates(args, python: pathlib.Path, env: dict, seed: int, discrete
 
 def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: dict) -> int:
   """Runs both sides; returns the exit code (1 when they part before ``args.agree`` updates)."""
-  import gymnasium
-
-  env_id = args.task[len("gym_") :]
   args.out.mkdir(parents=True, exist_ok=True)
-  batch, discrete = collect_batch(env_id, args.batch_size, args.batch_length, args.seed)
-  actions = int(gymnasium.make(env_id).action_space.n) if discrete else 0
-  np.savez(args.out / "batch.npz", **reference_batch(batch, discrete, actions))
+  batch, actions = collect_batch(args.task[len("gym_") :], args.batch_size, args.batch_length, args.seed)
+  np.savez(args.out / "batch.npz", **reference_batch(batch, actions))
   if args.own_init:
-    return compare_initialisations(args, reference_python, env, batch, discrete, actions)
-  params, reference = reference_updates(args, reference_python, env, args.seed, discrete)
-  ours = run_ours(args, batch, discrete, actions, params)
+    return compare_initialisations(args, reference_python, env, batch, actions)
+  params, reference = reference_updates(args, reference_python, env, args.seed, actions)
+  ours = run_ours(args, batch, actions, params)
   result = compare(ours, reference, args.rtol, args.atol)
   first = result["first_difference"]
   passed = first is None or first >= args.agree
@@ -323,7 +321,7 @@ def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: 
   return 0 if passed else 1
 
 
-def compare_initialisations(args, reference_python, env, batch, discrete, actions) -> int:
+def compare_initialisations(args, reference_python, env, batch, actions) -> int:
   """``--own_init``: each side starts from its own initialisation, one per seed in ``--init_seeds``.
 
   The same batch and deterministic latents as the exact check, so the only difference left between
@@ -332,9 +330,9 @@ def compare_initialisations(args, reference_python, env, batch, discrete, action
   """
   sides = {"dreamer_tf": [], "reference": []}
   for seed in args.init_seeds:
-    _, rows = reference_updates(args, reference_python, env, seed, discrete)
+    _, rows = reference_updates(args, reference_python, env, seed, actions)
     sides["reference"].append([{name: row[ref] for name, ref in METRICS if ref in row} for row in rows])
-    sides["dreamer_tf"].append(run_ours(args, batch, discrete, actions, None, init_seed=seed))
+    sides["dreamer_tf"].append(run_ours(args, batch, actions, None, init_seed=seed))
   shown = sorted({0, args.updates // 4, args.updates // 2, args.updates - 1})
   table = {}
   for name in sides["reference"][0][0]:

@@ -223,8 +223,8 @@ def test_every_world_model_variable_has_its_reference_name():
 
 
 def test_the_fixed_batch_follows_the_replay_step_format():
-  batch, discrete = parity_update.collect_batch("CartPole-v1", batch_size=4, batch_length=32, seed=0)
-  assert discrete and batch["vector"].shape == (4, 32, 4) and batch["action"].shape == (4, 32)
+  batch, actions = parity_update.collect_batch("CartPole-v1", batch_size=4, batch_length=32, seed=0)
+  assert actions == 2 and batch["vector"].shape == (4, 32, 4) and batch["action"].shape == (4, 32)
   assert batch["is_first"][:, 0].all()  # Every window starts a sequence, as both replays mark it.
   firsts = batch["is_first"][:, 1:]
   assert firsts.any() and (batch["reward"][:, 1:][firsts] == 0).all()  # Arriving at a reset earns nothing.
@@ -232,7 +232,7 @@ def test_the_fixed_batch_follows_the_replay_step_format():
   # The step after a last step starts the next episode.
   lasts = batch["is_last"][:, :-1]
   assert (batch["is_first"][:, 1:][lasts]).all()
-  reference = parity_update.reference_batch(batch, discrete, 2)
+  reference = parity_update.reference_batch(batch, actions)
   np.testing.assert_array_equal(reference["action"].argmax(-1), batch["action"])
 
 
