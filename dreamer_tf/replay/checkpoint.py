@@ -57,10 +57,14 @@ def atomic_write(path: pathlib.Path, write_fn) -> int:
     The size of the written file in bytes.
   """
   tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-  with open(tmp, "wb") as f:
-    write_fn(f)
-    f.flush()
-    os.fsync(f.fileno())
+  try:
+    with open(tmp, "wb") as f:
+      write_fn(f)
+      f.flush()
+      os.fsync(f.fileno())
+  except BaseException:  # E.g. a full disk: no partial file is left behind.
+    tmp.unlink(missing_ok=True)
+    raise
   size = tmp.stat().st_size
   os.replace(tmp, path)
   return size
@@ -75,7 +79,19 @@ def write_chunk(path: pathlib.Path, chunk: Chunk, length: int) -> int:
     for s, packed in enumerate(streams):
       arrays[f"{col}|{s}|blob"] = np.frombuffer(packed.blob, np.uint8)
       arrays[f"{col}|{s}|offsets"] = packed.offsets
-  return atomic_write(path, lambda f: np.savez(f, **arrays))
+  return atomic_write(path, lambda f: _write_npz(f, arrays))
+
+
+def _write_npz(fileobj, arrays: dict) -> None:
+  """Writes ``arrays`` as an uncompressed npz archive (what ``np.load`` reads) to ``fileobj``.
+
+  Unlike ``np.savez``, the zip archive is closed when a write fails midway (a full disk), so no
+  half-written ``ZipFile`` is left to fail again ("seek of closed file") when it is collected.
+  """
+  with zipfile.ZipFile(fileobj, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+    for name, array in arrays.items():
+      with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
 def read_chunk(path: pathlib.Path, index: int, columns: dict, num_streams: int, expected_bytes: int):

@@ -172,3 +172,40 @@ def test_kill_9_during_saves_leaves_a_readable_checkpoint(tmp_path):
   batch = restored.sample(4, restored.stream_length)
   for i in range(4):
     check_window(window(batch, i), restored.stream_length)
+
+
+FULL_DISK_CHILD = textwrap.dedent("""
+    import errno, gc, os, resource, signal, sys
+    sys.path.insert(0, {testdir!r})
+    from replay_testlib import fill, make_spec
+    from dreamer_tf.replay import SequenceReplayBuffer
+    replay = SequenceReplayBuffer(make_spec(), 2, 3000, chunk_size=32, block_size=8, seed=0)
+    fill(replay, 0, 40)
+    replay.save({directory!r})  # A complete checkpoint first.
+    fill(replay, 40, 200)  # Several new chunks: each is a file far larger than the limit below.
+    # The file-size limit makes the kernel refuse a write midway (EFBIG, as ENOSPC on a full disk).
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    try:
+      replay.save({directory!r})
+    except OSError as e:
+      print("save failed:", errno.errorcode[e.errno], flush=True)
+    gc.collect()  # Collects whatever the failed save left open.
+    print("collected", flush=True)
+""")
+
+
+def test_a_write_that_fails_midway_leaves_nothing_open_and_the_last_checkpoint_whole(tmp_path):
+  directory = tmp_path / "replay"
+  code = FULL_DISK_CHILD.format(testdir=str(pathlib.Path(__file__).parent), directory=str(directory))
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.splitlines() == ["save failed: EFBIG", "collected"], result.stdout
+  # No ZipFile left half-written ("Exception ignored in: <function ZipFile.__del__> ... seek of closed file").
+  assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert not [p.name for p in directory.iterdir() if p.name.endswith(".tmp")]  # No partial file either.
+  restored = make_replay()
+  restored.restore(directory)  # The checkpoint before the failed save, whole.
+  expected = make_replay()
+  fill(expected, 0, 40)
+  assert_same(restored.gather_all(), expected.gather_all())
