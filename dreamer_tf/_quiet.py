@@ -85,8 +85,20 @@ def _loads(name: str) -> bool:
   return True
 
 
+_mujoco_backend_logged = False
+
+
 def log_mujoco_backend() -> None:
-  """Logs the one line naming the MuJoCo backend picked by :func:`apply`; nothing if it picked none."""
+  """Logs the one line naming the MuJoCo backend picked by :func:`apply`; nothing if it picked none.
+
+  Called when the first MuJoCo environment of the process is made (``envs.make_env``), and
+  only then: a run of another suite never loads MuJoCo, so its backend is not worth a line.
+  Logs at most once per process.
+  """
+  global _mujoco_backend_logged
+  if _mujoco_backend_logged:
+    return
+  _mujoco_backend_logged = True
   log = logging.getLogger("dreamer_tf")
   if headless_gl:
     log.info("MuJoCo renders headless with MUJOCO_GL=%s (no display set; set MUJOCO_GL to choose)", headless_gl)

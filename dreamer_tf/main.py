@@ -120,13 +120,11 @@ def main(argv):
 
 
 def _main():
-  from dreamer_tf import _quiet
   from dreamer_tf.envs import parse_name
   from dreamer_tf.training.checkpointer import SignalHandler
   from dreamer_tf.training.loop import Trainer
 
   parse_name(FLAGS.env)  # Unknown suites fail here, before TensorFlow starts up.
-  _quiet.log_mujoco_backend()
   flag_values = {name: FLAGS[name].value for name in _FLAG_KEYS}
   config = resolve_config(FLAGS.env, FLAGS.configs, FLAGS.override, flag_values)
   logdir = FLAGS.logdir or f"./logdir/{FLAGS.env.replace('/', '_')}"

@@ -158,3 +158,28 @@ def test_filtered_stderr_drops_only_the_factory_lines(capfd):
       raise RuntimeError("the import failed")
   os.write(2, b"after\n")
   assert capfd.readouterr().err == "before\nE real error: Unable to open file\nafter\n"
+
+
+@pytest.mark.parametrize(
+  ("env_name", "names_backend"),
+  [
+    ("atari_pong", False),  # An Atari run never loads MuJoCo: no line about its backend.
+    ("gym_CartPole-v1", False),
+    ("dmcproprio_cartpole_balance", True),
+    ("gym_InvertedPendulum-v4", True),  # gymnasium's MuJoCo tasks too.
+  ],
+)
+def test_the_mujoco_backend_is_named_once_only_when_a_mujoco_env_is_made(env_name, names_backend, monkeypatch, caplog):
+  from dreamer_tf import envs
+  from dreamer_tf.config import load_config
+
+  monkeypatch.setattr(_quiet, "headless_gl", "egl")
+  monkeypatch.setattr(_quiet, "_mujoco_backend_logged", False)
+  config = load_config(env_name, ["debug"], has_image=env_name.startswith("atari"))
+  with caplog.at_level("INFO", logger="dreamer_tf"):
+    for _ in range(2):  # Two environments (or two copies of one): at most one line.
+      envs.make_batched_env(env_name, config, 1).close()
+  lines = [r.getMessage() for r in caplog.records if "MuJoCo" in r.getMessage()]
+  assert lines == (
+    ["MuJoCo renders headless with MUJOCO_GL=egl (no display set; set MUJOCO_GL to choose)"] if names_backend else []
+  )

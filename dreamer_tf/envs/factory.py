@@ -76,7 +76,32 @@ def make_env(name: str, config, seed: int = 0):
     return CheckFiniteObservations(_make_suite_env(suite, task, config, copy_seed), name)
 
   # The first build raises unknown tasks and missing packages as they are (no retries).
-  return FaultTolerantEnv(build, name)
+  env = FaultTolerantEnv(build, name)
+  _log_mujoco_backend(suite, task)
+  return env
+
+
+def uses_mujoco(suite: str, task: str) -> bool:
+  """Whether ``<suite>_<task>`` simulates with MuJoCo (DeepMind Control, gymnasium's MuJoCo tasks)."""
+  if suite in ("dmc", "dmcproprio"):
+    return True
+  if suite != "gym":
+    return False
+  import gymnasium
+
+  try:
+    entry_point = gymnasium.spec(task.split(":")[-1]).entry_point
+  except gymnasium.error.Error:
+    return False
+  return "mujoco" in str(entry_point).lower()
+
+
+def _log_mujoco_backend(suite: str, task: str) -> None:
+  """Names MuJoCo's rendering backend (once per process) when a MuJoCo environment is made."""
+  if uses_mujoco(suite, task):
+    from dreamer_tf import _quiet
+
+    _quiet.log_mujoco_backend()
 
 
 def _make_suite_env(suite: str, task: str, config, seed: int):
@@ -133,7 +158,7 @@ def make_batched_env(name: str, config, num_envs: int, seed: int = 0, parallel: 
   from tf_agents.environments import batched_py_environment, parallel_py_environment
 
   if parallel:
-    parse_name(name)
+    _log_mujoco_backend(*parse_name(name))  # The copies are made in subprocesses.
     data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     constructors = [functools.partial(_make_from_dict, name, data, seed + i) for i in range(num_envs)]
     return parallel_py_environment.ParallelPyEnvironment(constructors, start_serially=False)
