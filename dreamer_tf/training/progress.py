@@ -79,7 +79,8 @@ class ProgressBar:
       isatty = getattr(self._stream, "isatty", None)
       tty = bool(isatty and isatty())
     self._tty = tty
-    self._start_time = clock()
+    self._rate_time = clock()  # The ETA's rate counts from here (see restart_rate).
+    self._rate_step = self._initial
     self._last_print = None
     self._step = self._initial
     self._fps = None
@@ -99,7 +100,7 @@ class ProgressBar:
         unit_scale=True,
         dynamic_ncols=True,
         smoothing=0.05,
-        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",  # The ETA is ours: eta_seconds.
       )
 
   @property
@@ -154,11 +155,24 @@ class ProgressBar:
   def __exit__(self, *exc_info) -> None:
     self.close()
 
+  def restart_rate(self, step: int | None = None) -> None:
+    """Measures the ETA's rate from now on, from ``step`` (default: the last reported step).
+
+    The trainer calls it once its first updates are done: the random prefill before them runs
+    at many times the pace of training, and the first update traces the train step, so a rate
+    that included either would promise the end far too early (or, after the trace, too late).
+    """
+    self._rate_time = self._clock()
+    self._rate_step = self._step if step is None else int(step)
+
   def eta_seconds(self, now: float | None = None) -> float | None:
-    """Seconds to ``total_steps`` at the average rate since construction; None if unknown."""
+    """Seconds to ``total_steps`` at the average rate since construction or :meth:`restart_rate`.
+
+    None while unknown (no step since then).
+    """
     now = self._clock() if now is None else now
-    done = self._step - self._initial
-    elapsed = now - self._start_time
+    done = self._step - self._rate_step
+    elapsed = now - self._rate_time
     if done <= 0 or elapsed <= 0:
       return None
     return max(0, self._total - self._step) * elapsed / done
@@ -175,13 +189,13 @@ class ProgressBar:
     return " | ".join(parts)
 
   def _postfix(self) -> str:
-    parts = []
+    parts = [f"eta {format_duration(self.eta_seconds())}"]
     if self._fps is not None:
       parts.append(f"{self._fps:.1f} fps")
     if self._last_return is not None:
       parts.append(f"return {self._last_return:.1f}")
     parts.extend(f"{name} {_format_value(value)}" for name, value in self._extra.items())
-    return ", " + ", ".join(parts) if parts else ""
+    return ", " + ", ".join(parts)
 
   def _print_line(self, now: float) -> None:
     self._last_print = now

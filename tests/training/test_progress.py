@@ -62,3 +62,38 @@ def test_format_duration():
   assert format_duration(42) == "42s"
   assert format_duration(2 * 86400 + 4 * 3600) == "2d 4h"
   assert format_duration(None) == "?"
+
+
+def test_eta_after_the_prefill_agrees_with_the_cpu_hint_for_an_xl_run():
+  """The trainer's sequence on a CPU: a fast random prefill, a traced first update, then XL updates.
+
+  The paper's defaults (train ratio 512, 16 x 64 per update, one env): an update every 2 agent steps,
+  56.6 s each (the XL update of docs/troubleshooting.md), 120 s to trace the first one. The trainer
+  restarts the ETA's rate after its first updates (Trainer.run); the CPU hint's estimate is the
+  remaining updates times the measured seconds per update (training/cpu_hint.py).
+  """
+  from dreamer_tf.training import cpu_hint
+
+  total, prefill, ratio, replayed, per_update, trace = 10**8, 1087, 512.0, 16 * 64, 56.6, 120.0
+  clock = _Clock()
+  restarted = ProgressBar(total, stream=io.StringIO(), clock=clock)
+  unrestarted = ProgressBar(total, stream=io.StringIO(), clock=clock)  # The rate since the start: the old ETA.
+  timer, step, updates, hint = cpu_hint.UpdateTimer(), 0, 0, None
+  while updates < 40:
+    step += 1
+    clock.now += 0.002 if step <= prefill else 0.05  # A random action, or the policy's forward pass.
+    due = cpu_hint.allowed_updates(step - prefill, ratio, replayed) - updates
+    if due > 0:
+      seconds = due * per_update + (trace if updates == 0 else 0.0)
+      clock.now += seconds
+      measured = timer.add(due, seconds)
+      if measured is not None:
+        hint = cpu_hint.remaining_updates(total, prefill, updates + due, ratio, replayed) * measured
+      if updates == 0:
+        restarted.restart_rate(step)
+      updates += due
+    restarted.update(step)
+    unrestarted.update(step)
+  assert hint is not None
+  assert abs(restarted.eta_seconds() / hint - 1) < 0.10, (restarted.eta_seconds(), hint)
+  assert unrestarted.eta_seconds() < 0.2 * hint  # What the bar said before: the prefill's pace inflated the rate.
