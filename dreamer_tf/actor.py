@@ -42,6 +42,13 @@ _log = logging.getLogger(__name__)
 class Actor:
   """Environments, a DreamerAgent's collect policy and the Reverb writer of one actor process.
 
+  Collection is the :class:`~dreamer_tf.training.collector.Collector` of local training, with a
+  :class:`~dreamer_tf.replay.reverb_replay.ReverbStepObserver` as its observer. Like local
+  training, an actor starts with a uniformly random policy (the 2023 code's prefill) until the
+  data table holds the prefill's windows, counted over all actors (``min_size_to_sample`` items,
+  :class:`~dreamer_tf.replay.reverb_replay.ReverbSettings`), then acts with the pulled weights;
+  an actor started later, or restarted, finds the table full enough and does not prefill again.
+
   Args:
     config: The resolved config (the learner's).
     env_name: The ``--env`` name.
@@ -53,9 +60,6 @@ class Actor:
   """
 
   def __init__(self, config, env_name, address, *, seed=None, actor_id=None, stride=None, flush_timeout_s=5.0):
-    from tf_agents.policies import py_tf_eager_policy
-    from tf_agents.specs import tensor_spec
-
     from dreamer_tf import envs as envs_lib
     from dreamer_tf.agent.dreamer_agent import DreamerAgent
     from dreamer_tf.replay import reverb_replay, step_spec
@@ -69,26 +73,27 @@ class Actor:
     self.settings = reverb_replay.ReverbSettings.from_config(config, stride)
     self.num_envs = int(run.envs)
     self.env = envs_lib.make_batched_env(env_name, config, self.num_envs, self.seed, run.parallel_envs)
-    time_step_spec = tensor_spec.from_spec(self.env.time_step_spec())
-    action_spec = tensor_spec.from_spec(self.env.action_spec())
-    self.agent = DreamerAgent(time_step_spec, action_spec, config, seed=self.seed)
+    self.agent = DreamerAgent(*envs_lib.tensor_specs(self.env), config, seed=self.seed)
     self.variables = reverb_replay.policy_variables(self.agent)
     self.data_spec = step_spec(self.env.observation_spec(), self.env.action_spec())
-    self.policy = py_tf_eager_policy.PyTFEagerPolicy(
-      self.agent.collect_policy, use_tf_function=True, batch_time_steps=False
-    )
     self._flush_timeout_s = flush_timeout_s
     self._client = None
     self.container = None
     self.observer = None
+    self.collector = None
     self.version = -1
     self.steps = 0
+    self.random_steps = 0  # Steps of the random prefill taken by this actor.
     self.episodes = 0
     self.reconnects = 0
+    self._prefilled = False
+    self._prefill_checked_at = None
 
   def connect(self, timeout_s: float) -> None:
     """Waits up to ``timeout_s`` for the server, then (re)creates the writer and the container."""
     import reverb
+
+    from dreamer_tf.training.collector import Collector
 
     rr = self._rr
     rr.ReverbReplay.wait_for_server(self.address, timeout_s, tables=(rr.DATA_TABLE, rr.VARIABLE_TABLE))
@@ -105,8 +110,31 @@ class Actor:
         actor_id=self.actor_id,
         flush_timeout_s=self._flush_timeout_s,
       )
+      self.collector = Collector(self.env, self.agent.collect_policy, self.observer, seed=self.seed)
     else:
       self.observer.reconnect(client)
+
+  def prefill_done(self) -> bool:
+    """Whether the table holds the prefill's windows (or the learner has sampled): asked every stride steps."""
+    if self._prefilled or (
+      self._prefill_checked_at is not None and self.steps - self._prefill_checked_at < self.settings.stride
+    ):
+      return self._prefilled
+    self._prefill_checked_at = self.steps
+    try:
+      limiter = self._client.server_info(timeout=5)[self._rr.DATA_TABLE].rate_limiter_info
+    except Exception:  # The server is gone: keep prefilling; the reconnect logic deals with it.
+      return False
+    inserts, samples = int(limiter.insert_stats.completed), int(limiter.sample_stats.completed)
+    self._prefilled = inserts >= self.settings.min_size_to_sample or samples > 0
+    if self._prefilled:
+      _log.info(
+        "actor %d: the table holds the prefill (%d items); acting with the policy from step %d",
+        self.actor_id,
+        inserts,
+        self.steps,
+      )
+    return self._prefilled
 
   def pull(self, timeout_s: float | None = None) -> int:
     """Assigns the learner's latest policy weights; returns their version."""
@@ -150,34 +178,24 @@ class Actor:
     Raises:
       UserError: No server within ``reconnect_secs``, or no weights within ``wait_for_weights_secs``.
     """
-    from tf_agents.drivers import py_driver
-
-    from dreamer_tf import envs as envs_lib
-
     stop = stop or (lambda: False)
     self.connect(reconnect_secs)
     self.observer.abort = stop  # A stop request ends a wait on the rate limiter.
     self.pull(wait_for_weights_secs)
-    tracker = envs_lib.EpisodeTracker(self.num_envs)
-    finished = []
-    counted = [0]
-
-    def on_transition(transition):
-      counted[0] += self.num_envs
-      finished.extend(tracker.update(transition[2]))
-
-    driver = py_driver.PyDriver(
-      self.env, self.policy, observers=[self.observer], transition_observers=[on_transition], max_steps=self.num_envs
-    )
-    time_step = self.env.reset()
-    tracker.update(time_step)
-    policy_state = self.policy.get_initial_state(self.num_envs)
+    if not self.prefill_done():
+      _log.info(
+        "actor %d: prefill: a random policy collects until the table holds %d items",
+        self.actor_id,
+        self.settings.min_size_to_sample,
+      )
+    self.collector.start(self.steps)
     last_pull, last_log, returns = self.steps, time.time(), []
     while (steps is None or self.steps < steps) and not stop():
-      time_step, policy_state = driver.run(time_step, policy_state)
-      self.steps += counted[0]
-      counted[0] = 0
-      for stats in finished:
+      random = not self.prefill_done()
+      collected = self.collector.collect(random=random)
+      self.steps += collected.steps
+      self.random_steps += collected.steps if random else 0
+      for stats in collected.episodes:
         self.episodes += 1
         returns.append(stats["return"])
         _log.info(
@@ -188,7 +206,6 @@ class Actor:
           stats["length"],
           self.steps,
         )
-      finished.clear()
       if self.observer.disconnected is not None:
         self._reconnect(reconnect_secs, wait_for_weights_secs, self.observer.disconnected)
         last_pull = self.steps
@@ -241,13 +258,11 @@ def main(argv):
 
 
 def _main():
-  from dreamer_tf import _quiet
   from dreamer_tf.envs import parse_name
   from dreamer_tf.errors import UserError
   from dreamer_tf.training.checkpointer import SignalHandler
 
   parse_name(FLAGS.env)
-  _quiet.log_mujoco_backend()
   if FLAGS.pull_every_steps < 1:
     raise UserError(f"--pull_every_steps must be positive, got {FLAGS.pull_every_steps}")
   flag_values = {name: FLAGS[name].value for name in main_lib._FLAG_KEYS}
@@ -278,7 +293,8 @@ def _main():
         stop=lambda: signals.requested,
       )
     print(
-      f"done: actor {actor.actor_id}, {done} agent steps, {actor.episodes} episodes, "
+      f"done: actor {actor.actor_id}, {done} agent steps ({actor.random_steps} of the random prefill), "
+      f"{actor.episodes} episodes, "
       f"{actor.observer.items_created} items, weights version {actor.version}, {actor.reconnects} reconnects"
     )
   finally:

@@ -270,3 +270,65 @@ def test_learner_keeps_training_when_an_actor_dies(tmp_path):
     codes = {seed: stop_actor(p) for seed, p in actors.items()}
     learner.server.stop()
   assert codes[2] == 0, (tmp_path / "a2.log").read_text()[-3000:]
+
+
+def _queue_server(config, data_spec, variables):
+  """The run's tables with the data table as a FIFO queue, so that its items come back in write order."""
+  from dreamer_tf.replay.reverb_replay import VARIABLE_TABLE, ReverbSettings, table_spec
+
+  settings = ReverbSettings.from_config(config)
+  _, variable_table = ReverbReplay.make_tables(config, data_spec, variable_spec(variables))
+  data = reverb.Table.queue(DATA_TABLE, 10_000, signature=table_spec(data_spec, settings.batch_length))
+  server = reverb.Server([data, variable_table], port=None)
+  assert variable_table.name == VARIABLE_TABLE
+  return server, f"127.0.0.1:{server.port}"
+
+
+def _written_actions(address, settings, items):
+  """The action stream of a one-env actor, rebuilt from its first ``items`` windows (one every stride steps)."""
+  client = reverb.Client(address)
+  windows = [
+    sample.data["action"]
+    for sample in client.sample(DATA_TABLE, items, emit_timesteps=False, unpack_as_table_signature=True)
+  ]
+  return np.concatenate([windows[0]] + [w[-settings.stride :] for w in windows[1:]])
+
+
+def test_actors_prefill_with_a_random_policy_until_the_table_holds_the_prefill():
+  from tf_agents.policies import random_py_policy
+
+  from dreamer_tf.actor import Actor
+  from dreamer_tf.replay.reverb_replay import ReverbSettings
+
+  env_name = "gym_Pendulum-v1"  # Continuous actions: a random action sequence cannot match by chance.
+  config = resolve_config(env_name, PRESETS, ["run.train_start=0", "run.envs=1"])
+  settings = ReverbSettings.from_config(config)
+  first = Actor(config, env_name, "pending", seed=5)
+  server, address = _queue_server(config, first.data_spec, first.variables)
+  try:
+    first.address = address
+    VariableContainer(address).push(first.variables, version=1)
+    first.run(steps=120, wait_for_weights_secs=60, reconnect_secs=30)
+    # The learner may sample once the table holds min_size_to_sample windows (4 for batch 4, train_start 0):
+    # they take T + 3 * stride steps, and the actor looks at the table every stride steps.
+    least = settings.batch_length + (settings.min_size_to_sample - 1) * settings.stride
+    assert least <= first.random_steps <= least + 3 * settings.stride, first.random_steps
+    env = first.env
+    random_policy = random_py_policy.RandomPyPolicy(env.time_step_spec(), env.action_spec(), seed=5)
+    time_step = env.reset()  # Only its shape matters: the random policy ignores observations.
+    expected = np.concatenate([random_policy.action(time_step).action for _ in range(120)])
+    items = (120 - settings.batch_length) // settings.stride + 1
+    actions = _written_actions(address, settings, items)
+    prefill = first.random_steps
+    np.testing.assert_array_equal(actions[:prefill], expected[:prefill])  # The random prefill ...
+    assert not np.any(np.all(actions[prefill:] == expected[prefill : len(actions)], axis=-1))  # ... then the policy.
+    # An actor started (or restarted) after the prefill acts with the policy from its first step.
+    second = Actor(config, env_name, address, seed=6)
+    try:
+      second.run(steps=40, wait_for_weights_secs=60, reconnect_secs=30)
+      assert second.random_steps == 0 and second.steps == 40
+    finally:
+      second.close()
+  finally:
+    first.close()
+    server.stop()
