@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import numpy as np
 from tf_agents.drivers import py_driver
 from tf_agents.policies import py_tf_eager_policy, random_py_policy
 
@@ -124,8 +123,3 @@ class Collector:
 
   def close(self) -> None:
     self.env.close()
-
-
-def mean_return(episodes: list[dict]) -> float:
-  """The mean ``return`` of finished episodes; NaN for none."""
-  return float(np.mean([e["return"] for e in episodes])) if episodes else float("nan")
