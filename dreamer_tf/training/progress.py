@@ -195,7 +195,7 @@ class ProgressBar:
     if self._last_return is not None:
       parts.append(f"return {self._last_return:.1f}")
     parts.extend(f"{name} {_format_value(value)}" for name, value in self._extra.items())
-    return ", " + ", ".join(parts)
+    return ", ".join(parts)  # tqdm puts ", " before the postfix.
 
   def _print_line(self, now: float) -> None:
     self._last_print = now
