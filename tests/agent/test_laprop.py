@@ -73,6 +73,41 @@ def test_linear_warmup_starts_at_zero():
   np.testing.assert_allclose(var.numpy(), [1.0 - 0.01, -2.0 - 0.01], rtol=1e-5)  # same sign: |mu_hat| = 1
 
 
+# Four updates of a kernel and a zero bias through the author's own chain: embodied/jax/opt.py's clip_by_agc(0.3),
+# scale_by_rms(0.999, 1e-20) and scale_by_momentum(0.9) of danijar/dreamerv3 e3f0224, followed by
+# optax.scale_by_learning_rate of its warm-up schedule as dreamerv3/agent.py:_make_opt builds it (lr 1e-2,
+# warmup 2), run with jax 0.4.33 and optax 0.2.5 on CPU in float32. AGC clips the kernel's gradients on
+# updates 1 and 2 and the bias's (norm below 3e-4 at first: pmin) on all four.
+AUTHOR_INIT = {"kernel": [[0.5, -1.0, 0.25], [2.0, 0.0, -0.75]], "bias": [0.0, 0.0, 0.0]}
+AUTHOR_GRADS = [
+  {"kernel": [[0.3, -0.2, 0.1], [0.05, 0.4, -0.6]], "bias": [1e-3, -2e-3, 5e-4]},
+  {"kernel": [[-2.0, 1.5, 0.5], [1.0, -0.5, 0.25]], "bias": [-1e-3, 1e-3, 0.0]},
+  {"kernel": [[0.1, 0.1, -0.1], [0.2, 0.0, 0.3]], "bias": [2e-3, 2e-3, -1e-3]},
+  {"kernel": [[0.02, -0.4, 0.3], [-0.1, 0.2, 0.05]], "bias": [1e-4, -3e-3, 4e-3]},
+]
+AUTHOR_RESULT = {
+  "kernel": [
+    [0.5009303689002991, -1.001774787902832, 0.23375187814235687],
+    [1.976030945777893, -0.006165576167404652, -0.7497147917747498],
+  ],
+  "bias": [-0.0076630571857094765, -0.003793372306972742, -0.00264932494610548],
+}
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_matches_the_author_optax_chain(jit_compile):
+  keys = ("kernel", "bias")
+  variables = [tf.Variable(np.array(AUTHOR_INIT[k], np.float32)) for k in keys]
+  opt = LaProp(learning_rate=1e-2, warmup=2)
+  apply = tf.function(lambda grads: opt.apply_gradients(zip(grads, variables)), jit_compile=jit_compile)
+  for grads in AUTHOR_GRADS:
+    apply([tf.constant(grads[k], tf.float32) for k in keys])
+  for var, k in zip(variables, keys):
+    np.testing.assert_allclose(var.numpy(), AUTHOR_RESULT[k], rtol=2e-5, atol=1e-7)
+    expected = numpy_laprop(AUTHOR_INIT[k], [g[k] for g in AUTHOR_GRADS], 1e-2, warmup=2)
+    np.testing.assert_allclose(AUTHOR_RESULT[k], expected, rtol=2e-5, atol=1e-7)  # the NumPy chain agrees
+
+
 GRADS = [np.array(g, np.float32) for g in ([2e-5, -1e-3, 0.5], [-3e-5, 2e-3, 0.25], [1e-5, -5e-4, -1.0])]
 
 
