@@ -227,6 +227,21 @@ def test_upsampling_decoder_matches_numpy_with_1x1_kernels():
   assert [c.filters for c in dec.convs] == [2] and dec.out.filters == 3  # stage 0 has depth * mults[0]
 
 
+def test_rms_mlp_matches_numpy():
+  mlp = networks.MLP(3, 5, norm_eps=1e-4, symlog_inputs=True, norm="rms")
+  mlp.build((None, 4))
+  assert all(isinstance(layer, networks.RMSNormDense) for layer in mlp.hidden)
+  _randomize(mlp)
+  x = np.random.default_rng(6).normal(0, 10, size=(3, 4))
+  expected = np.sign(x) * np.log1p(np.abs(x))
+  for layer in mlp.hidden:
+    expected = np_norm_dense(layer, expected)
+  np.testing.assert_allclose(mlp(tf.constant(x, tf.float32)).numpy(), expected, rtol=1e-5, atol=1e-6)
+  assert isinstance(networks.MLP(1, 5).hidden[0], networks.NormDense)  # the 2023 default is unchanged
+  with pytest.raises(ValueError, match="unknown MLP norm"):
+    networks.MLP(1, 5, norm="batch")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Every layer: config round trip, mixed_bfloat16, save/load.
 
@@ -247,6 +262,10 @@ def _make(name):
     layer = networks.RMSNormDense(8, name="dense")
     layer.build((None, 12))
     return layer, lambda m: m(feat)
+  if name == "MLP_rms":
+    layer = networks.MLP(2, 8, norm_eps=1e-4, symlog_inputs=True, norm="rms", name="mlp")
+    layer.build((None, 12))
+    return layer, lambda m: m(feat)
   if name == "BlockGRU":
     layer = _block_gru()
     return layer, lambda m: m(*(tf.constant(x) for x in _gru_inputs()))
@@ -263,7 +282,15 @@ def _make(name):
   raise ValueError(name)
 
 
-NAMES = ["RMSNorm", "BlockLinear", "RMSNormDense", "BlockGRU", "PoolingImageEncoder", "UpsamplingImageDecoder"]
+NAMES = [
+  "RMSNorm",
+  "BlockLinear",
+  "RMSNormDense",
+  "MLP_rms",
+  "BlockGRU",
+  "PoolingImageEncoder",
+  "UpsamplingImageDecoder",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -280,6 +307,7 @@ def test_output_shapes():
     "RMSNorm": (2, 3, 12),
     "BlockLinear": (2, 3, 8),
     "RMSNormDense": (2, 3, 8),
+    "MLP_rms": (2, 3, 8),
     "BlockGRU": (4, 8),
     "PoolingImageEncoder": (2, 3, 4 * 4 * 6),  # 16 -> 8 -> 4 with 4, 6 channels
     "UpsamplingImageDecoder": (2, 3, 16, 16, 3),
@@ -339,6 +367,15 @@ REFERENCE_COUNTS = {  # enc, dyn, dec
   "size200m": (3_492_864, 95_496_192, 20_282_115),
   "size400m": (7_850_496, 214_809_600, 45_617_283),
 }
+REFERENCE_HEAD_COUNTS = {  # rew, con, pol (18 discrete actions), val
+  "size1m": (57_663, 41_153, 50_706, 66_111),
+  "size12m": (721_407, 656_129, 792_594, 853_503),
+  "size25m": (1_573_503, 1_475_713, 1_778_706, 1_869_951),
+  "size50m": (2_753_279, 2_622_977, 3_158_034, 3_279_615),
+  "size100m": (6_095_871, 5_900_545, 7_096_338, 7_278_591),
+  "size200m": (10_749_183, 10_488_833, 12_607_506, 12_850_431),
+  "size400m": (23_987_967, 23_597_569, 28_348_434, 28_712_703),
+}
 # The three largest allocate 0.3 to 1.1 GB of weights and take seconds to initialise.
 LARGE = ("size100m", "size200m", "size400m")
 SIZE_PARAMS = [pytest.param(s, marks=pytest.mark.slow) if s in LARGE else s for s in SIZES]
@@ -379,6 +416,26 @@ def test_parameter_counts_equal_the_author_code(size):
   dec = networks.UpsamplingImageDecoder((64, 64, 3), depth, units)
   dec.build_for(deter, 32 * classes)
   assert (_count([enc]), _count(dyn), _count([dec])) == REFERENCE_COUNTS[size]
+
+
+@pytest.mark.parametrize("size", SIZE_PARAMS)
+def test_head_trunk_and_output_counts_equal_the_author_code(size):
+  """Reward and continue (1 layer), policy and value (3 layers) as an RMS MLP plus one output layer.
+
+  The heads' distributions (symexp twohot, Bernoulli, categorical) are not part of this count: the
+  output layers are sized as the author's (255 bins, 1 logit, 18 action logits) on the features
+  ``concat(deter, flat stoch)``.
+  """
+  deter, _, classes, _, units = SIZES[size]
+  feat = deter + 32 * classes
+  counts = []
+  for layers, outputs in ((1, 255), (1, 1), (3, 18), (3, 255)):
+    trunk = networks.MLP(layers, units, norm_eps=1e-4, norm="rms")
+    trunk.build((None, feat))
+    out = keras.layers.Dense(outputs, kernel_initializer=networks.TruncatedNormalFanIn(0.0))
+    out.build((None, units))
+    counts.append(_count([trunk, out]))
+  assert tuple(counts) == REFERENCE_HEAD_COUNTS[size]
 
 
 # ---------------------------------------------------------------------------------------------------------
