@@ -334,6 +334,14 @@ def test_mixed_bfloat16(precision, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_xla_compiled_equals_eager(name):
+  layer, run = _make(name)
+  _randomize(layer, scale=0.1)
+  compiled = tf.function(lambda: run(layer), jit_compile=True)()
+  np.testing.assert_allclose(compiled.numpy(), run(layer).numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_save_load_gives_identical_outputs(name, tmp_path):
   layer, run = _make(name)
   _randomize(layer, scale=0.1)
