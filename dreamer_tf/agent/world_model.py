@@ -105,11 +105,7 @@ class WorldModel(keras.Model):
     cont_target = 1.0 - tf.cast(data["is_terminal"], tf.float32)
     losses["cont"] = -self.cont_head(feat).log_prob(cont_target)
     post_dist, prior_dist = self.rssm.get_dist(post), self.rssm.get_dist(prior)
-    sg = tf.stop_gradient
-    kl_dyn = self.rssm.get_dist(sg(post["logits"])).kl(prior_dist)
-    kl_rep = post_dist.kl(self.rssm.get_dist(sg(prior["logits"])))
-    losses["dyn"] = tf.maximum(kl_dyn, self.free_nats)
-    losses["rep"] = tf.maximum(kl_rep, self.free_nats)
+    losses["dyn"], losses["rep"], kl_dyn, kl_rep = self.rssm.kl_losses(post, prior, self.free_nats)
     total_BT = 0.0
     for key, value in losses.items():
       scale_key = key

@@ -394,24 +394,12 @@ def _count(layers):
 
 
 def _rssm_layers(deter, hidden, classes, embed_size, actions, stoch=32):
-  """The layers of the author's RSSM (dreamerv3/rssm.py) assembled from this package's layers.
-
-  The block GRU core (``dynin*``, ``dynhid0``, ``dyngru``); the prior, 2 x RMSNormDense(hidden) on
-  ``deter`` then logits (``prior0``, ``prior1``, ``priorlogit``); the posterior, 1 x RMSNormDense(hidden)
-  on ``[deter, tokens]`` then logits (``obs0``, ``obslogit``). The RSSM layer itself is wired later.
-  """
-  core = networks.BlockGRU(deter, hidden, blocks=8, layers=1)
-  core.build_for(stoch * classes, actions)
-  layers = [core]
-  for name, width, depth in (("prior", deter, 2), ("obs", deter + embed_size, 1)):
-    for i in range(depth):
-      layer = networks.RMSNormDense(hidden, name=f"{name}{i}")
-      layer.build((None, width if i == 0 else hidden))
-      layers.append(layer)
-    logits = keras.layers.Dense(stoch * classes, kernel_initializer=networks.TruncatedNormalFanIn())
-    logits.build((None, hidden))
-    layers.append(logits)
-  return layers
+  """The author's RSSM (dreamerv3/rssm.py) as :class:`BlockRSSM`: block GRU core (``dynin*``, ``dynhid0``,
+  ``dyngru``), prior 2 x RMSNormDense(hidden) on ``deter`` then logits, posterior 1 x
+  RMSNormDense(hidden) on ``[deter, tokens]`` then logits."""
+  rssm = networks.BlockRSSM(deter, hidden, stoch, classes, blocks=8, prior_layers=2, post_layers=1)
+  rssm.build_for(embed_size, actions)
+  return [rssm]
 
 
 @pytest.mark.parametrize("size", SIZE_PARAMS)

@@ -2,6 +2,7 @@
 
 from dreamer_tf.agent.networks.block_gru import BlockGRU
 from dreamer_tf.agent.networks.block_linear import BlockLinear
+from dreamer_tf.agent.networks.block_rssm import BlockRSSM
 from dreamer_tf.agent.networks.heads import Head
 from dreamer_tf.agent.networks.image_decoder import ImageDecoder
 from dreamer_tf.agent.networks.image_encoder import ImageEncoder
@@ -21,6 +22,7 @@ __all__ = [
   "RSSM",
   "BlockGRU",
   "BlockLinear",
+  "BlockRSSM",
   "Head",
   "ImageDecoder",
   "ImageEncoder",

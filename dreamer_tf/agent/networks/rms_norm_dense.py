@@ -39,6 +39,20 @@ class RMSNormDense(keras.layers.Layer):
   def call(self, x):
     return self.act(self.norm(self.dense(x)))
 
+  def project(self, x, start=0, stop=None):
+    """``x @ W[start:stop]`` without bias: part of the matmul of a concatenated input.
+
+    ``finish(project(a, 0, n) + project(b, n))`` equals ``self(concat([a, b]))``, so the part of an
+    input that does not change inside a loop is computed once, outside it (as
+    :meth:`~dreamer_tf.agent.networks.norm_dense.NormDense.project`).
+    """
+    kernel = tf.cast(self.dense.kernel[start:stop], self.compute_dtype)
+    return tf.matmul(tf.cast(x, self.compute_dtype), kernel)
+
+  def finish(self, pre_activation):
+    """Bias, RMSNorm and the activation of a summed :meth:`project` result."""
+    return self.act(self.norm(tf.nn.bias_add(pre_activation, tf.cast(self.dense.bias, self.compute_dtype))))
+
   def get_config(self):
     config = super().get_config()
     config.update(units=self.units, activation=self.activation, norm_eps=self.norm_eps)
