@@ -88,7 +88,7 @@ class ActorCritic(keras.Model):
     traj["feat"] = feat
     cont = world_model.cont_head(feat).mode()
     traj["cont"] = tf.concat([tf.cast(start_cont, tf.float32)[None], cont[1:]], 0)
-    traj["weight"] = tf.math.cumprod(self.discount * traj["cont"], 0) / self.discount
+    traj["weight"] = ops.imagination_weights(traj["cont"], self.discount)
     traj["reward"] = world_model.reward_head(feat).mean()
     return traj
 

@@ -96,6 +96,34 @@ class TwoHotSymlog:
     return tf.reduce_sum(target * tf.nn.log_softmax(self.logits, -1), -1)
 
 
+class SymexpTwoHot:
+  """Discrete regression over bins in raw space (the current generation, arXiv 2301.04104v2).
+
+  ``bins`` are :func:`~dreamer_tf.agent.ops.symexp_bins` (exponentially spaced, symmetric); the
+  target's twohot weights interpolate linearly in raw space between its two neighbouring bins and
+  the prediction is ``sum(softmax(logits) * bins)`` summed outwards from the middle, so that
+  symmetric probabilities give exactly 0 (``embodied/jax/outs.py:TwoHot``).
+  """
+
+  def __init__(self, logits, bins):
+    self.logits = _f32(logits)
+    self.bins = bins
+    self.probs = tf.nn.softmax(self.logits, -1)
+
+  def mean(self):
+    n = self.bins.shape[0]
+    weighted = self.probs * self.bins
+    lower, upper = weighted[..., : n // 2], weighted[..., (n + 1) // 2 :]
+    middle = tf.reduce_sum(weighted[..., n // 2 : (n + 1) // 2], -1)
+    return middle + tf.reduce_sum(tf.reverse(lower, [-1]) + upper, -1)
+
+  mode = mean
+
+  def log_prob(self, target):
+    target = ops.twohot(_f32(target), self.bins)
+    return tf.reduce_sum(target * tf.nn.log_softmax(self.logits, -1), -1)
+
+
 class MSE:
   """Unnormalised Gaussian with unit variance: ``log_prob = -sum((mode - x)^2)``."""
 

@@ -22,6 +22,42 @@ def symlog_bins(num_bins: int, low: float = -20.0, high: float = 20.0, dtype=tf.
   return tf.linspace(tf.constant(low, dtype), tf.constant(high, dtype), num_bins)
 
 
+def symexp_bins(num_bins: int, low: float = -20.0, dtype=tf.float32):
+  """The current generation's twohot bins, in raw space: ``symexp`` of evenly spaced points.
+
+  ``symexp(linspace(low, 0, n))`` mirrored around zero (arXiv 2301.04104v2,
+  ``embodied/jax/heads.py:Head.symexp_twohot``): an odd ``num_bins`` has ``(num_bins - 1) / 2 + 1``
+  points in the negative half with 0 exactly in the middle; an even one has ``num_bins / 2`` points
+  per half and no zero bin. The bins are symmetric, so uniform probabilities predict 0.
+  """
+  if num_bins % 2:
+    half = symexp(tf.linspace(tf.constant(low, dtype), tf.constant(0.0, dtype), (num_bins - 1) // 2 + 1))
+    return tf.concat([half, -tf.reverse(half[:-1], [0])], 0)
+  half = symexp(tf.linspace(tf.constant(low, dtype), tf.constant(0.0, dtype), num_bins // 2))
+  return tf.concat([half, -tf.reverse(half, [0])], 0)
+
+
+def cont_target(is_terminal, horizon: float, contdisc: bool):
+  """The continue predictor's target ``1 - is_terminal``, times ``1 - 1/horizon`` with ``contdisc``.
+
+  The current generation folds the discount into the continue flag (the author's ``contdisc``,
+  ``dreamerv3/agent.py:Agent.loss``), so predicted continue probabilities carry it.
+  """
+  cont = 1.0 - tf.cast(is_terminal, tf.float32)
+  return cont * (1.0 - 1.0 / horizon) if contdisc else cont
+
+
+def imagination_weights(cont_HN, discount: float):
+  """Loss weights of imagined steps: ``cumprod(discount * cont, 0) / discount`` over time (axis 0).
+
+  2023: ``cont`` is the start state's ``1 - is_terminal`` followed by predicted continue flags and
+  ``discount`` is ``1 - 1/horizon``. Current generation (``contdisc``): ``cont`` is the predicted
+  continue probability of every state, the start state's included, and ``discount`` is 1, since the
+  probabilities already hold it (``dreamerv3/agent.py:imag_loss``).
+  """
+  return tf.math.cumprod(discount * cont_HN, 0) / discount
+
+
 def twohot(x, bins):
   """Encodes scalars as twohot vectors over ``bins`` (Eq. 10).
 

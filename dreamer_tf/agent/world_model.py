@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from dreamer_tf.agent import networks
+from dreamer_tf.agent import networks, ops
 
 keras = tf.keras
 
@@ -102,7 +102,7 @@ class WorldModel(keras.Model):
         target = target / 255.0
       losses[key] = -dist.log_prob(target)
     losses["reward"] = -self.reward_head(feat).log_prob(data["reward"])
-    cont_target = 1.0 - tf.cast(data["is_terminal"], tf.float32)
+    cont_target = ops.cont_target(data["is_terminal"], self.config.horizon, self.config.contdisc)
     losses["cont"] = -self.cont_head(feat).log_prob(cont_target)
     post_dist, prior_dist = self.rssm.get_dist(post), self.rssm.get_dist(prior)
     losses["dyn"], losses["rep"], kl_dyn, kl_rep = self.rssm.kl_losses(post, prior, self.free_nats)

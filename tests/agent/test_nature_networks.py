@@ -415,22 +415,17 @@ def test_parameter_counts_equal_the_author_code(size):
 
 
 @pytest.mark.parametrize("size", SIZE_PARAMS)
-def test_head_trunk_and_output_counts_equal_the_author_code(size):
-  """Reward and continue (1 layer), policy and value (3 layers) as an RMS MLP plus one output layer.
-
-  The heads' distributions (symexp twohot, Bernoulli, categorical) are not part of this count: the
-  output layers are sized as the author's (255 bins, 1 logit, 18 action logits) on the features
-  ``concat(deter, flat stoch)``.
-  """
+def test_head_counts_equal_the_author_code(size):
+  """Reward (symexp twohot, 255 bins) and continue (binary), 1 layer; policy (18 discrete actions) and
+  value (symexp twohot), 3 layers: :class:`Head` with ``norm='rms'`` on ``concat(deter, flat stoch)``."""
   deter, _, classes, _, units = SIZES[size]
   feat = deter + 32 * classes
   counts = []
-  for layers, outputs in ((1, 255), (1, 1), (3, 18), (3, 255)):
-    trunk = networks.MLP(layers, units, norm_eps=1e-4, norm="rms")
-    trunk.build((None, feat))
-    out = keras.layers.Dense(outputs, kernel_initializer=networks.TruncatedNormalFanIn(0.0))
-    out.build((None, units))
-    counts.append(_count([trunk, out]))
+  for output, layers, outscale in (("symexp_twohot", 1, 0.0), ("binary", 1, 1.0), ("onehot", 3, 0.01),
+                                   ("symexp_twohot", 3, 0.0)):  # fmt: skip
+    head = networks.Head(output, layers, units, size=18, bins=255, outscale=outscale, norm="rms", norm_eps=1e-4)
+    head.build((None, feat))
+    counts.append(_count([head]))
   assert tuple(counts) == REFERENCE_HEAD_COUNTS[size]
 
 

@@ -1,0 +1,111 @@
+"""The current generation's outputs (arXiv 2301.04104v2): raw-space twohot over symexp bins, the
+discounted continue target, contdisc imagination weights and the RMS heads, against hand values."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dreamer_tf.agent import distributions, networks, ops
+
+E10, E20 = math.expm1(10.0), math.expm1(20.0)
+
+
+def test_symexp_bins_by_hand():
+  np.testing.assert_allclose(ops.symexp_bins(5).numpy(), [-E20, -E10, 0.0, E10, E20], rtol=1e-6)
+  np.testing.assert_allclose(ops.symexp_bins(4).numpy(), [-E20, 0.0, 0.0, E20], rtol=1e-6)
+  bins = ops.symexp_bins(255).numpy()
+  assert bins.shape == (255,) and bins[127] == 0.0
+  np.testing.assert_array_equal(bins, -bins[::-1])
+  np.testing.assert_allclose(bins[126], -math.expm1(20.0 / 127), rtol=1e-5)
+  assert np.all(np.diff(bins) > 0)
+
+
+def test_symexp_twohot_target_interpolates_in_raw_space():
+  bins = ops.symexp_bins(5)
+  logits = tf.constant([[0.0, 1.0, 2.0, 3.0, 4.0]])
+  dist = distributions.SymexpTwoHot(logits, bins)
+  log_softmax = np.array([0.0, 1.0, 2.0, 3.0, 4.0]) - math.log(sum(math.exp(i) for i in range(5)))
+  w_above = 1000.0 / E10  # 1000 lies between the bins 0 and e^10 - 1, linearly in raw space.
+  expected = (1 - w_above) * log_softmax[2] + w_above * log_softmax[3]
+  np.testing.assert_allclose(dist.log_prob(tf.constant([1000.0])).numpy(), [expected], rtol=1e-6)
+  # Beyond the last bin all weight goes to it; exactly on a bin, all weight on that bin.
+  np.testing.assert_allclose(dist.log_prob(tf.constant([1e10])).numpy(), [log_softmax[4]], rtol=1e-6)
+  np.testing.assert_allclose(dist.log_prob(tf.constant([-E10])).numpy(), [log_softmax[1]], rtol=1e-6)
+
+
+def test_symexp_twohot_mean_by_hand():
+  bins = ops.symexp_bins(5)
+  uniform = distributions.SymexpTwoHot(tf.zeros([3, 5]), bins)
+  np.testing.assert_array_equal(uniform.mean().numpy(), [0.0, 0.0, 0.0])  # exactly, by the symmetric sum
+  assert distributions.SymexpTwoHot(tf.zeros([255]), ops.symexp_bins(255)).mean().numpy() == 0.0
+  logits = tf.math.log(tf.constant([1e-30, 1e-30, 0.5, 0.5, 1e-30]))
+  np.testing.assert_allclose(distributions.SymexpTwoHot(logits, bins).mean().numpy(), 0.5 * E10, rtol=1e-5)
+  even = distributions.SymexpTwoHot(tf.math.log(tf.constant([0.25, 0.25, 0.25, 0.25])), ops.symexp_bins(4))
+  assert even.mean().numpy() == 0.0
+
+
+def test_cont_target_by_hand():
+  terminal = tf.constant([[False, True, False]])
+  np.testing.assert_allclose(ops.cont_target(terminal, 333, True).numpy(), [[332 / 333, 0.0, 332 / 333]], rtol=1e-6)
+  np.testing.assert_array_equal(ops.cont_target(terminal, 333, False).numpy(), [[1.0, 0.0, 1.0]])
+
+
+def test_imagination_weights_by_hand():
+  # contdisc: the predicted continue probabilities of all states, the start state's included, discount 1.
+  cont = tf.constant([[0.9], [0.5], [0.8]])
+  np.testing.assert_allclose(ops.imagination_weights(cont, 1.0).numpy()[:, 0], [0.9, 0.45, 0.36], rtol=1e-6)
+  # 2023: the start state's 1 - is_terminal, then flags, with the discount outside.
+  cont = tf.constant([[1.0], [1.0], [0.0], [1.0]])
+  np.testing.assert_allclose(ops.imagination_weights(cont, 0.5).numpy()[:, 0], [1.0, 0.5, 0.0, 0.0], rtol=1e-6)
+
+
+def _feat(n=4, size=6):
+  return tf.constant(np.random.default_rng(0).normal(size=(n, size)).astype(np.float32))
+
+
+def test_rms_value_head_predicts_zero_at_first():
+  head = networks.Head("symexp_twohot", 3, 8, bins=255, outscale=0.0, norm="rms", norm_eps=1e-4)
+  head.build((None, 6))
+  assert not np.any(head.out.kernel.numpy()) and not np.any(head.out.bias.numpy())
+  np.testing.assert_array_equal(head(_feat()).mean().numpy(), np.zeros(4))
+  assert isinstance(head.trunk.hidden[0], networks.RMSNormDense)
+
+
+def test_rms_head_output_layers():
+  """Output layers: bias, truncated-normal fan-in kernel times outscale (policy 0.01, continue 1)."""
+  pol = networks.Head("onehot", 3, 64, size=18, outscale=0.01, norm="rms", norm_eps=1e-4)
+  pol.build((None, 6))
+  kernel = pol.out.kernel.numpy()
+  assert kernel.shape == (64, 18) and pol.out.bias.shape == (18,)
+  assert 0 < np.abs(kernel).max() <= 0.01 * 2 * 1.1368 / math.sqrt(64) + 1e-7
+  dist = pol(_feat())
+  np.testing.assert_allclose(dist.probs.numpy().sum(-1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(dist.logits.numpy(), pol.out(pol.trunk(_feat())).numpy(), rtol=1e-6)  # no unimix
+  con = networks.Head("binary", 1, 64, outscale=1.0, norm="rms", norm_eps=1e-4)
+  con.build((None, 6))
+  assert 0.3 < np.std(con.out.kernel.numpy()) * math.sqrt(64) < 1.5
+  act = networks.Head("normal", 3, 16, size=2, outscale=0.01, minstd=0.1, maxstd=1.0, norm="rms")
+  act.build((None, 6))
+  scale = act(_feat()).scale.numpy()
+  assert np.all(scale >= 0.1) and np.all(scale <= 1.0) and act.std.bias.shape == (2,)
+
+
+def test_rms_head_config_round_trip():
+  head = networks.Head("symexp_twohot", 1, 8, bins=17, outscale=0.0, norm="rms", norm_eps=1e-4)
+  head.build((None, 6))
+  other = networks.Head.from_config(head.get_config())
+  other.build((None, 6))
+  assert other.norm == "rms" and other.output_kind == "symexp_twohot"
+  np.testing.assert_allclose(other._bins.numpy(), ops.symexp_bins(17).numpy())
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16"], indirect=True)
+def test_rms_heads_under_mixed_bfloat16(precision):
+  for output in ("symexp_twohot", "binary", "onehot", "normal"):
+    head = networks.Head(output, 1, 8, size=3, bins=17, outscale=1.0, norm="rms", norm_eps=1e-4)
+    head.build((None, 6))
+    dist = head(_feat())
+    value = dist.mean() if output != "onehot" else dist.probs
+    assert value.dtype == tf.float32 and np.all(np.isfinite(value.numpy())), output
