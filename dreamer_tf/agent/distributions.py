@@ -73,6 +73,26 @@ class OneHotCategorical:
     return tf.reduce_sum(self.probs * (self.log_probs - other.log_probs), self._sum_axes)
 
 
+class Categorical(OneHotCategorical):
+  """A categorical over class indices (a discrete vector observation's decoder output).
+
+  ``log_prob`` takes indices (any number type) rather than one-hot vectors and ``mode`` returns
+  indices as float32, as the current generation's ``embodied/jax/outs.py:Categorical``; no unimix.
+  """
+
+  def __init__(self, logits, event_dims: int = 0):
+    super().__init__(logits, 0.0, event_dims)
+
+  def mode(self):
+    return tf.cast(tf.argmax(self.logits, -1), _F32)
+
+  mean = mode
+
+  def log_prob(self, index):
+    onehot = tf.one_hot(tf.cast(index, tf.int32), tf.shape(self.logits)[-1], dtype=_F32)
+    return super().log_prob(onehot)
+
+
 class TwoHotSymlog:
   """Discrete regression over bins in symlog space (Eq. 10-11, the 2023 version).
 

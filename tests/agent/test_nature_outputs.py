@@ -109,3 +109,53 @@ def test_rms_heads_under_mixed_bfloat16(precision):
     dist = head(_feat())
     value = dist.mean() if output != "onehot" else dist.probs
     assert value.dtype == tf.float32 and np.all(np.isfinite(value.numpy())), output
+
+
+SHAPES = {"pos": (3,), "level": (), "grid": (2,), "image": (16, 16, 3)}
+CLASSES = {"level": 4, "grid": 3}
+
+
+def _obs():
+  rng = np.random.default_rng(3)
+  return {
+    "pos": tf.constant(rng.normal(size=(2, 5, 3)).astype(np.float32) * 10),
+    "level": tf.constant([[0, 1, 2, 3, 1], [3, 3, 0, 1, 2]]),
+    "grid": tf.constant(rng.integers(0, 3, size=(2, 5, 2))),
+    "image": tf.constant(rng.integers(0, 256, size=(2, 5, 16, 16, 3)).astype(np.uint8)),
+  }
+
+
+def test_vector_encoder_one_hot_in_symlog_for_the_rest():
+  kw = dict(norm_eps=1e-4, norm="rms", cnn="pooling", classes=CLASSES)
+  enc = networks.MultiEncoder(SHAPES, "image", ".*", 2, 3, 16, **kw)
+  assert enc.vector_size == 2 * 3 + 4 + 3 and len(enc.mlp.hidden) == 3 and enc.output_size == 1 * 1 * 2 * 4 + 16
+  assert isinstance(enc.cnn, networks.PoolingImageEncoder)
+  obs = _obs()
+  out = enc(obs).numpy()
+  # Keys in sorted order: grid (one-hot, 2 x 3), level (one-hot, 4), pos (symlog, 3).
+  grid = np.eye(3)[obs["grid"].numpy()].reshape(2, 5, 6)
+  level = np.eye(4)[obs["level"].numpy()]
+  pos = np.sign(obs["pos"].numpy()) * np.log1p(np.abs(obs["pos"].numpy()))
+  expected = enc.mlp(tf.constant(np.concatenate([grid, level, pos], -1), tf.float32)).numpy()
+  np.testing.assert_allclose(out[..., enc.cnn.output_size :], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_vector_decoder_categorical_out():
+  dec = networks.MultiDecoder(
+    SHAPES, "image", ".*", 2, 3, 16, norm_eps=1e-4, norm="rms", cnn="pooling", classes=CLASSES, deter_size=8
+  )
+  dec.build((None, 8 + 12))
+  assert dec.vector_out["grid"].bias.shape == (6,) and dec.vector_out["level"].bias.shape == (4,)
+  assert isinstance(dec.cnn, networks.UpsamplingImageDecoder)
+  feat = tf.constant(np.random.default_rng(4).normal(size=(2, 5, 20)).astype(np.float32))
+  dists = dec(feat)
+  assert dists["image"].mode().shape == (2, 5, 16, 16, 3)
+  obs = _obs()
+  logits = dec.vector_out["grid"](dec.mlp(feat)).numpy().reshape(2, 5, 2, 3)
+  log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  index = obs["grid"].numpy()
+  expected = np.take_along_axis(log_softmax, index[..., None], -1)[..., 0].sum(-1)
+  np.testing.assert_allclose(dists["grid"].log_prob(obs["grid"]).numpy(), expected, rtol=1e-5)
+  assert dists["level"].log_prob(obs["level"]).shape == (2, 5)
+  assert dists["pos"].log_prob(obs["pos"]).shape == (2, 5)
+  np.testing.assert_array_equal(dists["grid"].mode().numpy(), log_softmax.argmax(-1))
