@@ -2,8 +2,9 @@
 
 import tensorflow as tf
 
-from dreamer_tf.agent import distributions, networks, ops
+from dreamer_tf.agent import networks, ops
 from dreamer_tf.agent.return_normalizer import ReturnNormalizer
+from dreamer_tf.agent.world_model import twohot_output
 
 keras = tf.keras
 
@@ -29,6 +30,7 @@ class ActorCritic(keras.Model):
     self.grad = c.actor_grad_disc if discrete else c.actor_grad_cont
     self.discount = 1.0 - 1.0 / c.horizon
     feat = (None, feat_size)
+    kw = dict(norm_eps=c.norm_eps, norm=c.norm)
     if discrete:
       self.actor = networks.Head(
         "onehot",
@@ -36,8 +38,9 @@ class ActorCritic(keras.Model):
         c.units,
         size=action_size,
         unimix=c.actor_unimix,
-        norm_eps=c.norm_eps,
+        outscale=c.actor_outscale,
         name="actor",
+        **kw,
       )
     else:
       self.actor = networks.Head(
@@ -47,18 +50,19 @@ class ActorCritic(keras.Model):
         size=action_size,
         minstd=c.actor_minstd,
         maxstd=c.actor_maxstd,
-        norm_eps=c.norm_eps,
+        outscale=c.actor_outscale,
         name="actor",
+        **kw,
       )
     self.actor.build(feat)
-    critic_kw = dict(bins=c.bins, outscale=c.critic_outscale, norm_eps=c.norm_eps)
-    self.critic = networks.Head("twohot", c.layers, c.units, name="critic", **critic_kw)
+    critic_kw = dict(bins=c.bins, outscale=c.critic_outscale, **kw)
+    output = twohot_output(c)
+    self.critic = networks.Head(output, c.layers, c.units, name="critic", **critic_kw)
     self.critic.build(feat)
-    self.slow_critic = networks.Head("twohot", c.layers, c.units, name="slow_critic", trainable=False, **critic_kw)
+    self.slow_critic = networks.Head(output, c.layers, c.units, name="slow_critic", trainable=False, **critic_kw)
     self.slow_critic.build(feat)
     for slow, fast in zip(self.slow_critic.weights, self.critic.weights):
       slow.assign(fast)
-    self.critic_bins = ops.symlog_bins(c.bins)
     self.retnorm = ReturnNormalizer(c.retnorm.decay, c.retnorm.max, c.retnorm.perclo, c.retnorm.perchi)
     self.slow_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="slow_updates")
 
@@ -158,7 +162,7 @@ class ActorCritic(keras.Model):
     if critic_logits is None:
       dist = self.critic(feat)
     else:
-      dist = distributions.TwoHotSymlog(critic_logits[:-1], self.critic_bins)
+      dist = self.critic.twohot(critic_logits[:-1])
     slow_target = sg(self.slow_critic(feat).mean())
     loss = -dist.log_prob(sg(ret)) - self.config.loss_scales.slowreg * dist.log_prob(slow_target)
     loss = tf.reduce_mean(loss * sg(traj["weight"][:-1])) * self.config.loss_scales.critic

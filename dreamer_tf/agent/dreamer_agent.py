@@ -9,7 +9,7 @@ from tf_agents.trajectories import time_step as ts
 from dreamer_tf.agent.actor_critic import ActorCritic
 from dreamer_tf.agent.dreamer_policy import DreamerPolicy, action_size_of
 from dreamer_tf.agent.optimizer import Adam
-from dreamer_tf.agent.world_model import WorldModel
+from dreamer_tf.agent.world_model import WorldModel, observation_classes
 from dreamer_tf.replay.spec import step_spec
 
 keras = tf.keras
@@ -56,7 +56,9 @@ class DreamerAgent(tf_agent.TFAgent):
     self._obs_shapes = {k: tuple(s.shape) for k, s in observation_spec.items() if not k.startswith("log_")}
     self._discrete = action_spec.dtype.is_integer
     self._action_size = action_size_of(action_spec)
-    self.world_model = WorldModel(self._obs_shapes, self._action_size, model_config, name="world_model")
+    self.world_model = WorldModel(
+      self._obs_shapes, self._action_size, model_config, observation_classes(observation_spec), name="world_model"
+    )
     self.actor_critic = ActorCritic(
       self.world_model.rssm.feat_size, self._action_size, self._discrete, model_config, name="actor_critic"
     )
@@ -237,6 +239,17 @@ class DreamerAgent(tf_agent.TFAgent):
     metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
     total = model_loss + actor_loss + critic_loss
     return tf_agent.LossInfo(loss=total, extra=metrics)
+
+  def module_counts(self):
+    """Trainable parameters per module, named as the author's current code names them.
+
+    ``enc`` encoder, ``dyn`` RSSM, ``dec`` decoder, ``rew`` reward head, ``con`` continue head,
+    ``pol`` actor, ``val`` critic (the slow critic, a copy of it, is not trained).
+    """
+    count = lambda layer: int(sum(v.shape.num_elements() for v in layer.trainable_variables))
+    wm, ac = self.world_model, self.actor_critic
+    modules = (wm.encoder, wm.rssm, wm.decoder, wm.reward_head, wm.cont_head, ac.actor, ac.critic)
+    return dict(zip(("enc", "dyn", "dec", "rew", "con", "pol", "val"), map(count, modules)))
 
   def parameter_counts(self):
     """Trainable parameters of world model, actor and critic."""

@@ -86,15 +86,19 @@ class Head(keras.layers.Layer):
   def call(self, feat):
     x = self.trunk(feat)
     out = self.out(x)
-    if self.output_kind == "twohot":
-      return distributions.TwoHotSymlog(out, self._bins)
-    if self.output_kind == "symexp_twohot":
-      return distributions.SymexpTwoHot(out, self._bins)
+    if self.output_kind in ("twohot", "symexp_twohot"):
+      return self.twohot(out)
     if self.output_kind == "binary":
       return distributions.Bernoulli(out[..., 0])
     if self.output_kind == "onehot":
       return distributions.OneHotCategorical(out, self.unimix)
     return distributions.BoundedNormal(out, self.std(x), self.minstd, self.maxstd)
+
+  def twohot(self, logits):
+    """The distribution of a twohot head's ``logits`` (computed elsewhere, e.g. under another tape)."""
+    if self.output_kind == "twohot":
+      return distributions.TwoHotSymlog(logits, self._bins)
+    return distributions.SymexpTwoHot(logits, self._bins)
 
   def get_config(self):
     config = super().get_config()
