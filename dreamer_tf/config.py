@@ -313,6 +313,7 @@ _CHOICES = {
   "model.norm": ("layer", "rms"),
   "model.cnn": ("strided", "pooling"),
   "model.twohot": ("symlog", "symexp"),
+  "model.optimizer": ("adam", "laprop"),
 }
 
 _POSITIVE = (

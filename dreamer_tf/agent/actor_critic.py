@@ -28,7 +28,10 @@ class ActorCritic(keras.Model):
     self.discrete = discrete
     self.action_size = action_size
     self.grad = c.actor_grad_disc if discrete else c.actor_grad_cont
-    self.discount = 1.0 - 1.0 / c.horizon
+    # With contdisc the continue probabilities carry the discount (ops.cont_target), so returns and
+    # weights of imagined trajectories use 1; the replay value loss keeps 1 - 1/horizon.
+    self.horizon_discount = 1.0 - 1.0 / c.horizon
+    self.discount = 1.0 if c.contdisc else self.horizon_discount
     feat = (None, feat_size)
     kw = dict(norm_eps=c.norm_eps, norm=c.norm)
     if discrete:
@@ -78,7 +81,9 @@ class ActorCritic(keras.Model):
     Returns:
       A dict of time-major ``[H + 1, N, ...]`` tensors: the RSSM state keys,
       ``action``, ``feat``, ``reward`` (``[H + 1, N]``, index 0 unused), ``cont``
-      and ``weight`` (cumulative discounted continuation, the loss weights).
+      and ``weight`` (cumulative discounted continuation, the loss weights). With
+      ``model.contdisc`` (the current generation), ``cont`` holds the predicted continue
+      probabilities of all states and ``start_cont`` is unused.
     """
     rssm = world_model.rssm
     backprop = self.grad == "backprop"
@@ -90,8 +95,12 @@ class ActorCritic(keras.Model):
     traj = rssm.imagine(policy_fn, start, self.config.imag_horizon, seed)
     feat = rssm.get_feat(traj)
     traj["feat"] = feat
-    cont = world_model.cont_head(feat).mode()
-    traj["cont"] = tf.concat([tf.cast(start_cont, tf.float32)[None], cont[1:]], 0)
+    if self.config.contdisc:
+      # The current generation: predicted continue probabilities of every state, the start's included.
+      traj["cont"] = world_model.cont_head(feat).mean()
+    else:
+      cont = world_model.cont_head(feat).mode()
+      traj["cont"] = tf.concat([tf.cast(start_cont, tf.float32)[None], cont[1:]], 0)
     traj["weight"] = ops.imagination_weights(traj["cont"], self.discount)
     traj["reward"] = world_model.reward_head(feat).mean()
     return traj
@@ -167,6 +176,35 @@ class ActorCritic(keras.Model):
     loss = -dist.log_prob(sg(ret)) - self.config.loss_scales.slowreg * dist.log_prob(slow_target)
     loss = tf.reduce_mean(loss * sg(traj["weight"][:-1])) * self.config.loss_scales.critic
     return loss, dict(critic_loss=loss, critic_value=tf.reduce_mean(dist.mean()))
+
+  def replay_value_loss(self, feat_BT, data, boot_BT):
+    """The current generation's replay value loss (``dreamerv3/agent.py:repl_loss``, scale 0.3).
+
+    The critic regresses, on the replayed sequence's own features, the lambda returns of the
+    replayed rewards and terminations bootstrapped at every step from the imagination return of the
+    trajectory started there (:func:`~dreamer_tf.agent.ops.replay_lambda_return`), plus the
+    slow-critic regulariser, weighted by ``1 - is_last``, on steps ``0 .. T - 2``. ``feat_BT`` is not
+    stopped: the loss trains the world model's representations too (the author's ``repval_grad``).
+
+    Args:
+      feat_BT: Posterior features ``[B, T, F]``.
+      data: The preprocessed batch (``reward``, ``is_terminal``, ``is_last``).
+      boot_BT: Imagination returns ``R_0`` of the trajectories started at each step, ``[B, T]``.
+
+    Returns:
+      ``(loss, metrics)``: the scaled loss and diagnostics.
+    """
+    sg = tf.stop_gradient
+    c = self.config
+    ret = ops.replay_lambda_return(
+      data["reward"], data["is_terminal"], data["is_last"], sg(boot_BT), c.return_lambda, self.horizon_discount
+    )
+    dist = self.critic(feat_BT[:, :-1])
+    slow_target = sg(self.slow_critic(feat_BT[:, :-1]).mean())
+    weight = 1.0 - tf.cast(data["is_last"][:, :-1], tf.float32)
+    loss = -dist.log_prob(sg(ret)) - c.loss_scales.slowreg * dist.log_prob(slow_target)
+    loss = tf.reduce_mean(loss * weight) * c.loss_scales.repval
+    return loss, dict(repval_loss=loss, replay_return=tf.reduce_mean(ret))
 
   def update_slow_critic(self, applied=True):
     """Moves the slow critic towards the critic after an applied critic update.

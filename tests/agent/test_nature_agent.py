@@ -3,16 +3,19 @@ equals the author's current code (reference_install_current.md: its own `agent.p
 uint8 image and 18 discrete actions)."""
 
 import json
+import math
 import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
 
 from dreamer_tf.agent.actor_critic import ActorCritic
 from dreamer_tf.agent.dreamer_agent import DreamerAgent, time_step_spec_from
+from dreamer_tf.agent.laprop import LaProp
 from dreamer_tf.agent.world_model import WorldModel
 from dreamer_tf.config import load_config
 
@@ -79,3 +82,123 @@ def test_count_params_tool_prints_the_modules():
     "actor": AUTHOR_COUNTS["size1m"][5],
     "critic": AUTHOR_COUNTS["size1m"][6],
   }
+
+
+# --- One train step of the nature debug size ----------------------------------------------------------
+
+B, T = 2, 6
+MIXED_OBS = {
+  "image": tf.TensorSpec([16, 16, 3], tf.uint8, "image"),
+  "pos": tf.TensorSpec([3], tf.float32, "pos"),
+  "level": tensor_spec.BoundedTensorSpec([], tf.int32, 0, 3, "level"),
+}
+CONTINUOUS = tensor_spec.BoundedTensorSpec([2], tf.float32, -1.0, 1.0, "action")
+
+
+def _batch(obs_spec, action_spec, seed=0):
+  rng = np.random.default_rng(seed)
+  obs = {}
+  for key, spec in obs_spec.items():
+    shape = (B, T, *spec.shape)
+    if spec.dtype == tf.uint8:
+      obs[key] = rng.integers(0, 256, size=shape).astype(np.uint8)
+    elif spec.dtype.is_integer:
+      obs[key] = rng.integers(0, int(spec.maximum) + 1, size=shape).astype(np.int32)
+    else:
+      obs[key] = rng.normal(size=shape).astype(np.float32)
+  if action_spec.dtype.is_integer:
+    action = rng.integers(action_spec.minimum, action_spec.maximum + 1, size=(B, T)).astype(np.int32)
+  else:
+    action = rng.uniform(-1, 1, size=(B, T, *action_spec.shape)).astype(np.float32)
+  is_first = np.zeros((B, T), bool)
+  is_first[:, 0] = True
+  is_terminal = np.zeros((B, T), bool)
+  is_terminal[1, -1] = True
+  return dict(
+    obs=obs,
+    action=action,
+    reward=rng.normal(size=(B, T)).astype(np.float32),
+    is_first=is_first,
+    is_last=is_terminal.copy(),
+    is_terminal=is_terminal,
+  )
+
+
+def _nature_debug(*overrides):
+  return load_config(None, ["nature", "debug"], ["replay.batch_size=2", "replay.batch_length=6", *overrides])
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"], indirect=True)
+@pytest.mark.parametrize("action_spec", [ACTIONS_18, CONTINUOUS], ids=["discrete", "continuous"])
+def test_nature_debug_train_step_is_finite(precision, action_spec):
+  config = _nature_debug(f"run.precision={precision}")
+  agent = DreamerAgent(time_step_spec_from(MIXED_OBS), action_spec, config)
+  assert isinstance(agent.optimizers.model, LaProp) and agent.optimizers.actor is None
+  assert agent.world_model.encoder.classes == {"level": 4}
+  wm, ac = agent.world_model, agent.actor_critic
+  modules = dict(
+    enc=wm.encoder, dyn=wm.rssm, dec=wm.decoder, rew=wm.reward_head, con=wm.cont_head, pol=ac.actor, val=ac.critic
+  )
+  before = {k: [v.numpy().copy() for v in m.trainable_variables] for k, m in modules.items()}
+  experience = _batch(MIXED_OBS, action_spec)
+  # The first LaProp update has learning rate 0 (the warm-up reads the count before it moves): it only
+  # fills the moments. The second moves every module.
+  for _ in range(2):
+    info = agent.train(experience)
+  extra = {k: float(v) for k, v in info.extra.items()}
+  assert {"model_loss", "actor_loss", "critic_loss", "repval_loss", "grad_norm", "dyn_loss"} <= set(extra)
+  assert all(math.isfinite(v) for v in extra.values()), extra
+  assert int(agent.train_step_counter.numpy()) == 2 and extra["nonfinite"] == 0.0
+  moved = {
+    k: any(not np.array_equal(b, v.numpy()) for b, v in zip(before[k], m.trainable_variables))
+    for k, m in modules.items()
+  }
+  assert all(moved.values()), moved
+
+
+def test_nature_debug_train_step_under_xla():
+  config = _nature_debug("run.jit_compile=true")
+  agent = DreamerAgent(time_step_spec_from(MIXED_OBS), ACTIONS_18, config)
+  train = tf.function(agent.train, jit_compile=True)
+  for _ in range(2):
+    info = train(_batch(MIXED_OBS, ACTIONS_18))
+  assert all(math.isfinite(float(v)) for v in info.extra.values())
+  assert int(agent.train_step_counter.numpy()) == 2
+
+
+def test_replay_value_loss_reaches_the_world_model():
+  """Only the replay value loss: its gradient reaches the critic and the world model's representations."""
+  config = _nature_debug()
+  agent = DreamerAgent(time_step_spec_from(MIXED_OBS), ACTIONS_18, config)
+  wm, ac = agent.world_model, agent.actor_critic
+  data = agent.preprocess(tf.nest.map_structure(tf.constant, _batch(MIXED_OBS, ACTIONS_18)))
+  # The critic's output layer starts at zero (outscale 0), which passes no gradient back: move it.
+  kernel = ac.critic.out.kernel
+  kernel.assign(np.random.default_rng(0).normal(size=kernel.shape).astype(np.float32) * 0.1)
+  with tf.GradientTape() as tape:
+    post, _ = wm.observe(data, tf.constant([0, 1]))
+    loss, _ = ac.replay_value_loss(wm.rssm.get_feat(post), data, tf.ones_like(data["reward"]))
+  # The posterior's path (encoder, block GRU, posterior layers) and the critic; the prior is not on it.
+  rssm = wm.rssm
+  variables = [*wm.encoder.trainable_variables, *rssm.core.trainable_variables, *rssm.post_logit.trainable_variables]
+  variables += [*rssm.post[0].trainable_variables, *ac.critic.trainable_variables]
+  grads = tape.gradient(loss, variables)
+  assert all(g is not None and np.any(g.numpy()) for g in grads)
+  assert float(loss) > 0
+
+
+def test_imagination_weights_are_the_continue_probabilities():
+  """contdisc: every imagined state's predicted continue probability, the start's included, and
+  weights cumprod(cont) with discount 1 (dreamerv3/agent.py:imag_loss)."""
+  model = _nature_debug().model
+  wm = WorldModel({"image": (16, 16, 3)}, 18, model)
+  ac = ActorCritic(wm.rssm.feat_size, 18, True, model)
+  assert ac.discount == 1.0 and ac.horizon_discount == 1 - 1 / 333
+  start = {k: v[:, 0] for k, v in wm.rssm.observe(
+    tf.zeros([3, 1, wm.encoder.output_size]), tf.zeros([3, 1, 18]), tf.ones([3, 1], tf.bool), tf.constant([0, 1])
+  )[0].items()}  # fmt: skip
+  traj = ac.imagine(wm, start, tf.zeros([3]), tf.constant([2, 3]))
+  probs = wm.cont_head(traj["feat"]).mean().numpy()
+  np.testing.assert_allclose(traj["cont"].numpy(), probs, rtol=1e-6)
+  np.testing.assert_allclose(traj["weight"].numpy(), np.cumprod(probs, 0), rtol=1e-5)
+  assert traj["weight"].shape == (model.imag_horizon + 1, 3)

@@ -159,3 +159,41 @@ def test_vector_decoder_categorical_out():
   assert dists["level"].log_prob(obs["level"]).shape == (2, 5)
   assert dists["pos"].log_prob(obs["pos"]).shape == (2, 5)
   np.testing.assert_array_equal(dists["grid"].mode().numpy(), log_softmax.argmax(-1))
+
+
+def test_replay_lambda_return_by_hand():
+  """lambda 0.5, discount 0.9, bootstrap [10, 20, 30]:
+  R_t = r_{t+1} + live_{t+1} ((1 - lam) boot_{t+1} + lam R_{t+1})."""
+  reward = tf.constant([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]])
+  terminal = tf.constant([[False, False, True], [False, False, False]])
+  boot = tf.constant([[10.0, 20.0, 30.0], [10.0, 20.0, 30.0]])
+  ret = ops.replay_lambda_return(reward, terminal, terminal, boot, 0.5, 0.9).numpy()
+  # Row 0 ends in a terminal (and last) step: R_1 = 2; R_0 = 1 + 0.9 (0.5 * 20 + 0.5 * 2) = 10.9.
+  # Row 1 continues: R_1 = 2 + 0.9 * 30 = 29; R_0 = 1 + 0.9 (0.5 * 20 + 0.5 * 29) = 23.05.
+  np.testing.assert_allclose(ret, [[10.9, 2.0], [23.05, 29.0]], rtol=1e-6)
+  # An episode end that is not a termination (is_last only) cuts the mixing but keeps the discount.
+  last = tf.constant([[False, True, False]])
+  ret = ops.replay_lambda_return(reward[:1], tf.zeros_like(last), last, boot[:1], 0.5, 0.9).numpy()
+  # R_1 = 2 + 0.9 * 30 = 29; at t = 0 the next step is last: lam = 0, R_0 = 1 + 0.9 * 20 = 19.
+  np.testing.assert_allclose(ret, [[19.0, 29.0]], rtol=1e-6)
+
+
+def test_replay_value_loss_by_hand():
+  """A zero-initialised critic (uniform over 5 bins) scores every target -log 5, as does the slow
+  critic's target: each weighted step costs 2 log 5; weights 1 - is_last on steps 0 .. T - 2; scale 0.3."""
+  from dreamer_tf.agent.actor_critic import ActorCritic
+  from dreamer_tf.config import load_config
+
+  model = load_config(None, ["nature", "debug"], ["model.bins=5"]).model
+  ac = ActorCritic(10, 3, True, model)
+  feat = tf.constant(np.random.default_rng(0).normal(size=(1, 3, 10)).astype(np.float32))
+  data = dict(
+    reward=tf.constant([[0.0, 1.0, 2.0]]),
+    is_terminal=tf.constant([[False, False, False]]),
+    is_last=tf.constant([[False, True, False]]),
+  )
+  loss, _ = ac.replay_value_loss(feat, data, tf.constant([[10.0, 20.0, 30.0]]))
+  np.testing.assert_allclose(float(loss), 0.3 * (2 * math.log(5)) * 1 / 2, rtol=1e-5)
+  data["is_last"] = tf.constant([[False, False, True]])
+  loss, _ = ac.replay_value_loss(feat, data, tf.constant([[10.0, 20.0, 30.0]]))
+  np.testing.assert_allclose(float(loss), 0.3 * 2 * math.log(5), rtol=1e-5)

@@ -70,7 +70,9 @@ class BlockGRU(keras.layers.Layer):
     action = tf.cast(action, dtype)
     action = action / tf.stop_gradient(tf.maximum(tf.cast(1.0, dtype), tf.abs(action)))
     shared = tf.concat([layer(x) for layer, x in zip(self.inputs_in, (deter, stoch, action))], -1)
-    shared = tf.repeat(shared[:, None, :], self.blocks, axis=1)
+    # Every block gets the shared features: a broadcast product, whose gradient (unlike tf.repeat's
+    # Tile) XLA compiles inside the tf.scan of a differentiated observe.
+    shared = shared[:, None, :] * tf.ones([1, self.blocks, 1], dtype)
     x = tf.concat([self._to_blocks(deter), shared], -1)
     x = tf.reshape(x, [-1, self.blocks * x.shape[-1]])
     for layer, norm in zip(self.hidden_layers, self.hidden_norms):
