@@ -202,3 +202,28 @@ def test_imagination_weights_are_the_continue_probabilities():
   np.testing.assert_allclose(traj["cont"].numpy(), probs, rtol=1e-6)
   np.testing.assert_allclose(traj["weight"].numpy(), np.cumprod(probs, 0), rtol=1e-5)
   assert traj["weight"].shape == (model.imag_horizon + 1, 3)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"], indirect=True)
+def test_nature_policy_acts_and_restarts_from_zeros(precision):
+  from tf_agents.trajectories import time_step as ts
+
+  agent = DreamerAgent(time_step_spec_from(MIXED_OBS), CONTINUOUS, _nature_debug(f"run.precision={precision}"))
+  policy = agent.collect_policy
+  rng = np.random.default_rng(0)
+  obs = {
+    "image": tf.constant(rng.integers(0, 256, size=(3, 16, 16, 3)), tf.uint8),
+    "pos": tf.constant(rng.normal(size=(3, 3)), tf.float32),
+    "level": tf.constant([0, 2, 3], tf.int32),
+  }
+  state = policy.get_initial_state(3)
+  for i in range(3):
+    step = ts.restart(obs, batch_size=3) if i == 0 else ts.transition(obs, tf.zeros([3]), tf.ones([3]))
+    out = policy.action(step, state)
+    assert out.action.shape == (3, 2) and np.all(np.abs(out.action.numpy()) <= 1.0)
+    assert np.all(np.isfinite(out.state["deter"].numpy()))
+    state = out.state
+  # A FIRST step ignores the incoming state: the zero state of the current generation.
+  a = agent.policy.action(ts.restart(obs, batch_size=3), state).state["deter"].numpy()
+  b = agent.policy.action(ts.restart(obs, batch_size=3), policy.get_initial_state(3)).state["deter"].numpy()
+  np.testing.assert_allclose(a, b, atol=1e-6)

@@ -197,3 +197,47 @@ def test_replay_value_loss_by_hand():
   data["is_last"] = tf.constant([[False, False, True]])
   loss, _ = ac.replay_value_loss(feat, data, tf.constant([[10.0, 20.0, 30.0]]))
   np.testing.assert_allclose(float(loss), 0.3 * 2 * math.log(5), rtol=1e-5)
+
+
+# dreamerv3/agent.py:lambda_return and embodied/jax/outs.py:TwoHot with Head.symexp_twohot's bins
+# (danijar/dreamerv3 e3f0224, jax 0.4.33, float32) on the inputs of _author_return_inputs: replay returns
+# (is_last, is_terminal, rewards, bootstrap, discount 1 - 1/333, lambda 0.95), imagination returns of
+# contdisc (term = 1 - cont, discount 1, bootstrap = values) and the twohot loss and prediction.
+# Recorded: the first 6 values, the sum and the sum of squares.
+AUTHOR_RETURNS = {
+  "rep": ([-1.3576438426971436, -0.24836161732673645, 0.3048880398273468, -0.1518160104751587,
+           -1.3563770055770874, -1.6440861225128174], -28.327056884765625, 103.90303802490234),
+  "img": ([-0.8449732661247253, 0.3020837903022766, 0.9423308372497559, 0.7538131475448608,
+           -0.8006112575531006, -1.4456353187561035], -21.268566131591797, 60.944644927978516),
+  "loss": ([6.313279151916504, 5.522703647613525, 6.176475524902344, 6.205820083618164],
+           24.218278884887695, 147.018798828125),
+  "pred": ([-11715486.0, 3030865.5, -16877858.0, -8525741.0], -34088220.0, 503989112143872.0),
+}  # fmt: skip
+
+
+def _author_return_inputs():
+  rng = np.random.default_rng(5)
+  rew = rng.normal(size=(3, 7)).astype(np.float32)
+  term = rng.uniform(size=(3, 7)) < 0.2
+  last = term | (rng.uniform(size=(3, 7)) < 0.15)
+  boot = rng.normal(size=(3, 7)).astype(np.float32) * 3
+  cont = rng.uniform(0.5, 1.0, size=(3, 7)).astype(np.float32)
+  logits = rng.normal(size=(4, 255)).astype(np.float32)
+  targets = np.array([0.0, 3.7, -1234.5, 1e9], np.float32)
+  return rew, term, last, boot, cont, logits, targets
+
+
+def test_returns_and_twohot_equal_the_author_code():
+  rew, term, last, boot, cont, logits, targets = _author_return_inputs()
+  time_major = lambda x: tf.constant(x.T[1:])
+  dist = distributions.SymexpTwoHot(logits, ops.symexp_bins(255))
+  outputs = {
+    "rep": ops.replay_lambda_return(rew, term, last, boot, 0.95, 1 - 1 / 333).numpy(),
+    "img": ops.lambda_return(time_major(rew), time_major(boot), time_major(cont), boot[:, -1], 0.95, 1.0).numpy().T,
+    "loss": -dist.log_prob(targets).numpy(),
+    "pred": dist.mean().numpy(),
+  }
+  for key, (first, total, squares) in AUTHOR_RETURNS.items():
+    out = outputs[key].astype(np.float64)
+    np.testing.assert_allclose(out.reshape(-1)[:6], first, rtol=1e-5, atol=1e-6, err_msg=key)
+    np.testing.assert_allclose([out.sum(), np.square(out).sum()], [total, squares], rtol=1e-5, err_msg=key)
