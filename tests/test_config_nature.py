@@ -139,3 +139,22 @@ def test_generation_specific_values_are_checked():
     load_config(None, ["nature"], ["model.deter=100"])
   with pytest.raises(ConfigError, match="divisible by 16"):
     load_config("atari_pong", ["nature"], ["env.atari.size=[72, 72]"])
+
+
+@pytest.mark.parametrize("first, second", [([], ["nature"]), (["nature"], []), (["nature"], ["nature", "size12m"])])
+def test_resuming_with_the_other_generation_is_refused(tmp_path, first, second):
+  """A run's config.yaml records its generation (model.core, norm, ...): resuming it with the other
+  generation's config stops with the existing one-line error, and nothing in the logdir changes."""
+  from dreamer_tf.errors import UserError
+  from dreamer_tf.training.loop import prepare_logdir
+
+  logdir = prepare_logdir(tmp_path / "run", load_config("crafter_reward", first), "crafter_reward")
+  saved = (logdir / "config.yaml").read_text()
+  with pytest.raises(UserError) as info:
+    prepare_logdir(logdir, load_config("crafter_reward", second), "crafter_reward")
+  assert str(info.value) == (
+    f"logdir {logdir} holds a run with a different model config; resume with the same "
+    "--configs/--override or use another --logdir"
+  )
+  assert (logdir / "config.yaml").read_text() == saved
+  prepare_logdir(logdir, load_config("crafter_reward", first), "crafter_reward")  # the same generation resumes

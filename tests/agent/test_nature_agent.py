@@ -227,3 +227,21 @@ def test_nature_policy_acts_and_restarts_from_zeros(precision):
   a = agent.policy.action(ts.restart(obs, batch_size=3), state).state["deter"].numpy()
   b = agent.policy.action(ts.restart(obs, batch_size=3), policy.get_initial_state(3)).state["deter"].numpy()
   np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_nature_agent_checkpoint_restores_weights_and_optimizer(tmp_path):
+  config = _nature_debug()
+  agent = DreamerAgent(time_step_spec_from(MIXED_OBS), ACTIONS_18, config)
+  experience = _batch(MIXED_OBS, ACTIONS_18)
+  for _ in range(2):
+    agent.train(experience)
+  path = tf.train.Checkpoint(agent=agent).write(str(tmp_path / "ckpt"))
+  other = DreamerAgent(time_step_spec_from(MIXED_OBS), ACTIONS_18, config)
+  tf.train.Checkpoint(agent=other).read(path).assert_existing_objects_matched()
+  assert int(other.optimizers.model.iterations.numpy()) == 2
+  data = agent.preprocess(tf.nest.map_structure(tf.constant, experience))
+  a = agent.world_model.loss(data, tf.constant([0, 1]))[0]
+  b = other.world_model.loss(data, tf.constant([0, 1]))[0]
+  assert float(a) == float(b)
+  for x, y in zip(agent.optimizers.model.variables, other.optimizers.model.variables):
+    np.testing.assert_array_equal(x.numpy(), y.numpy())
