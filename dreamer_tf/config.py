@@ -301,7 +301,7 @@ def _check_generation(presets, nature: bool) -> None:
 
 
 _CHOICES = {
-  "run.precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+  "run.precision": ("float32", "mixed_float16", "mixed_bfloat16", "auto"),
   "run.strategy": ("default", "mirrored", "multi_worker", "tpu"),
   "replay.backend": ("local", "reverb"),
   "env.atari.actions": ("all", "needed"),

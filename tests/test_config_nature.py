@@ -158,3 +158,19 @@ def test_resuming_with_the_other_generation_is_refused(tmp_path, first, second):
   )
   assert (logdir / "config.yaml").read_text() == saved
   prepare_logdir(logdir, load_config("crafter_reward", first), "crafter_reward")  # the same generation resumes
+
+
+def test_precision_auto_is_bfloat16_on_accelerators_float32_on_cpu(monkeypatch):
+  import tensorflow as tf
+
+  from dreamer_tf.training import loop
+
+  assert load_config(None, ["nature"]).run.precision == "auto"
+  assert load_config(None, []).run.precision == "float32"
+  assert loop.resolve_precision("auto", "tpu") == "mixed_bfloat16"
+  assert loop.resolve_precision("mixed_float16", "tpu") == "mixed_float16"
+  monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+  assert loop.resolve_precision("auto") == "float32"
+  monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+  assert loop.resolve_precision("auto") == "mixed_bfloat16"
+  assert loop.resolve_precision("float32") == "float32"

@@ -139,9 +139,22 @@ def prepare_logdir(logdir: str | os.PathLike, config: Config, env_name: str) -> 
   return logdir
 
 
-def set_precision(precision: str) -> None:
-  """Sets the Keras mixed-precision policy (float32, mixed_float16, mixed_bfloat16)."""
+def resolve_precision(precision: str, strategy: str = "default") -> str:
+  """``run.precision`` for this machine: ``auto`` (the current generation's default, as its
+  ``jax.compute_dtype: bfloat16``) is ``mixed_bfloat16`` on a GPU or TPU and float32 on a CPU."""
+  if precision != "auto":
+    return precision
+  if strategy == "tpu" or tf.config.list_physical_devices("GPU"):
+    return "mixed_bfloat16"
+  return "float32"
+
+
+def set_precision(precision: str, strategy: str = "default") -> str:
+  """Sets the Keras mixed-precision policy (float32, mixed_float16, mixed_bfloat16 or auto, see
+  :func:`resolve_precision`); returns the policy's name."""
+  precision = resolve_precision(precision, strategy)
   tf.keras.mixed_precision.set_global_policy(precision)
+  return precision
 
 
 specs_of = envs_lib.tensor_specs
@@ -203,7 +216,7 @@ class Trainer:
     except BaseException:
       self.env.close()
       raise
-    set_precision(run.precision)
+    _log.info("precision: %s", set_precision(run.precision, run.strategy))
     tf.keras.utils.set_random_seed(run.seed)  # Python, NumPy and TensorFlow (weight initialisation).
     self.batch_size = config.replay.batch_size
     self.batch_length = config.replay.batch_length
