@@ -7,6 +7,7 @@ import math
 import pathlib
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -275,3 +276,90 @@ def test_nature_policy_exports_and_the_saved_model_acts_like_the_agent(tmp_path)
     np.testing.assert_array_equal(out["action"].numpy(), action.numpy())
     for key in export.STATE_KEYS:
       np.testing.assert_allclose(out[key].numpy(), policy_state[key].numpy(), atol=1e-5, err_msg=key)
+
+
+# The world model's losses of dreamerv3/agent.py:Agent.loss (e3f0224, jax 0.4.33, float32), composed from
+# the author's rssm.Encoder, rssm.RSSM.loss, rssm.Decoder and heads.MLPHead (reward symexp_twohot 255
+# bins, continue binary with the contdisc target) for 64x64x3 images, deter 64, hidden = units 16,
+# 4 x 4 latents, depth 2, 3 continuous actions, B 2 x T 3, latents = argmax; every parameter
+# uniform(-0.5, 0.5) (scales 1 + that) seeded by the CRC32 of its name; inputs from default_rng(7) as in
+# _author_wm_inputs. Recorded: each loss of every (b, t).
+AUTHOR_WM_LOSSES = {
+  "cont": [0.706119954586029, 0.6961513757705688, 0.6211151480674744, 0.8467907905578613, 0.8570916056632996,
+           0.706119954586029],
+  "dyn": [3.3091039657592773, 2.9925148487091064, 2.5799741744995117, 3.1894097328186035, 2.6755905151367188,
+          3.3952043056488037],
+  "image": [2193.212890625, 2186.3271484375, 2108.41552734375, 2110.8271484375, 2076.2861328125, 2225.115478515625],
+  "rep": [3.3091039657592773, 2.9925148487091064, 2.5799741744995117, 3.1894097328186035, 2.6755905151367188,
+          3.3952043056488037],
+  "reward": [6.05281925201416, 5.452251434326172, 5.675041198730469, 5.350983619689941, 5.895782470703125,
+             4.758113384246826],
+}  # fmt: skip
+
+
+def _author_wm_inputs():
+  rng = np.random.default_rng(7)
+  image = rng.integers(0, 256, size=(2, 3, 64, 64, 3)).astype(np.uint8)
+  prevact = rng.uniform(-1, 1, size=(2, 3, 3)).astype(np.float32)
+  reset = np.array([[True, False, False], [True, False, True]])
+  reward = rng.normal(size=(2, 3)).astype(np.float32) * 3
+  term = np.array([[False, False, True], [False, False, False]])
+  # WorldModel.observe shifts data["action"] by one step to get the previous actions.
+  action = np.concatenate([prevact[:, 1:], np.zeros_like(prevact[:, :1])], 1)
+  return dict(obs={"image": image}, action=action, reward=reward, is_first=reset, is_terminal=term)
+
+
+def _author_wm_names(wm):
+  names = {}
+
+  def add(name, dense, norm=None, norm_name=None):
+    names.update({f"{name}/kernel": dense.kernel, f"{name}/bias": dense.bias})
+    if norm is not None:
+      names[norm_name or f"{name}norm/scale"] = norm.scale
+
+  enc, dec, rssm = wm.encoder.cnn, wm.decoder.cnn, wm.rssm
+  for i, (conv, norm) in enumerate(zip(enc.convs, enc.norms)):
+    add(f"enc/cnn{i}", conv, norm)
+  add("dec/sp0", dec.deter_space)
+  add("dec/sp1", dec.stoch_hidden.dense, dec.stoch_hidden.norm)
+  add("dec/sp2", dec.stoch_space)
+  names["dec/spnorm/scale"] = dec.space_norm.scale
+  for conv, norm in zip(dec.convs, dec.norms):
+    add(f"dec/{conv.name}", conv, norm)
+  add("dec/imgout", dec.out)
+  for i, layer in enumerate(rssm.core.inputs_in):
+    add(f"dyn/dynin{i}", layer.dense, layer.norm)
+  for i, (layer, norm) in enumerate(zip(rssm.core.hidden_layers, rssm.core.hidden_norms)):
+    add(f"dyn/dynhid{i}", layer, norm)
+  add("dyn/dyngru", rssm.core.gates)
+  for i, layer in enumerate(rssm.prior):
+    add(f"dyn/prior{i}", layer.dense, layer.norm)
+  add("dyn/priorlogit", rssm.prior_logit)
+  for i, layer in enumerate(rssm.post):
+    add(f"dyn/obs{i}", layer.dense, layer.norm)
+  add("dyn/obslogit", rssm.post_logit)
+  for head, prefix, out in ((wm.reward_head, "rew", "logits"), (wm.cont_head, "con", "logit")):
+    for i, layer in enumerate(head.trunk.hidden):
+      add(f"{prefix}/mlp/linear{i}", layer.dense, layer.norm, f"{prefix}/mlp/norm{i}/scale")
+    add(f"{prefix}/head/{out}", head.out)
+  return names
+
+
+def test_world_model_losses_equal_the_author_code(monkeypatch):
+  from dreamer_tf.agent import distributions
+
+  monkeypatch.setattr(distributions.OneHotCategorical, "sample", lambda self, seed: self.mode())
+  overrides = ["model.deter=64", "model.units=16", "model.vector_units=16", "model.classes=4", "model.stoch=4"]
+  model = load_config(None, ["nature"], [*overrides, "model.cnn_depth=2"]).model
+  wm = WorldModel({"image": (64, 64, 3)}, 3, model)
+  names = _author_wm_names(wm)
+  assert len(names) == len(wm.trainable_variables) == 68
+  for name, var in names.items():
+    value = np.random.default_rng(zlib.crc32(name.encode())).uniform(-0.5, 0.5, size=var.shape)
+    var.assign(value.astype(np.float32) + (1.0 if name.endswith("/scale") else 0.0))
+  data = tf.nest.map_structure(tf.constant, _author_wm_inputs())
+  loss, _, metrics = wm.loss(data, tf.constant([0, 1]))
+  for key, values in AUTHOR_WM_LOSSES.items():
+    np.testing.assert_allclose(float(metrics[f"{key}_loss"]), np.mean(values), rtol=1e-5, err_msg=key)
+  expected = sum(np.mean(v) * s for v, s in zip(AUTHOR_WM_LOSSES.values(), (1.0, 1.0, 1.0, 0.1, 1.0)))
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
