@@ -8,6 +8,11 @@ A configuration is built in this order, each step overriding the previous one:
    :func:`domain_preset`).
 3. The presets named by ``--configs=a,b`` in order (sizes ``xs`` .. ``xl``,
    ``debug``, or any YAML file in ``configs/``).
+
+``nature`` in ``--configs`` selects the current generation (arXiv 2301.04104v2): ``nature.yaml``
+comes first, then the current code's block for the domain (``nature_<domain>.yaml`` instead of the
+2023 domain preset), then the other presets in order; its sizes are ``size1m`` .. ``size400m``.
+Mixing the generations' sizes stops with a one-line :class:`ConfigError`.
 4. ``--override=dotted.key=value`` flags in order.
 
 Presets and overrides may only set keys that exist in the defaults and only to
@@ -44,13 +49,23 @@ DOMAIN_PRESETS = {
 }
 
 
+# The current generation (arXiv 2301.04104v2): `--configs=nature` selects it, its model sizes are
+# these presets, and its domain blocks are configs/nature_<domain>.yaml (applied with it, not by name).
+NATURE = "nature"
+NATURE_SIZES = ("size1m", "size12m", "size25m", "size50m", "size100m", "size200m", "size400m")
+SIZES_2023 = ("xs", "s", "m", "l", "xl")
+NATURE_DOMAIN_PREFIX = "nature_"
+
+
 class ConfigError(UserError, ValueError):
   """A configuration problem, reported to the user as one line."""
 
 
 def available_presets() -> list[str]:
   """Names of the presets in ``configs/`` (without the ``.yaml`` suffix)."""
-  return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "defaults")
+  return sorted(
+    p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "defaults" and not p.stem.startswith(NATURE_DOMAIN_PREFIX)
+  )
 
 
 def domain_preset(env_name: str, has_image: bool | None = None) -> str | None:
@@ -238,14 +253,24 @@ def load_config(env_name: str | None = None, presets=(), overrides=(), has_image
     ConfigError: on an unknown preset or key, or an ill-typed or impossible value.
   """
   data = _read_yaml(CONFIG_DIR / "defaults.yaml")
-  names = []
+  user = [p.strip() for p in presets if p and p.strip()]
+  nature = NATURE in user
+  _check_generation(user, nature)
+  names = [NATURE] if nature else []
   if env_name:
     domain = domain_preset(env_name, has_image)
-    if domain:
+    if nature and domain is None and env_name.startswith("procgen_"):
+      domain = "procgen"  # A block of the current code only.
+    if domain and nature:
+      names.append(NATURE_DOMAIN_PREFIX + domain)
+    elif domain:
       names.append(domain)
-  names += [p.strip() for p in presets if p and p.strip()]
+  names += [name for name in user if name != NATURE]
   valid = available_presets()
   for name in names:
+    if name.startswith(NATURE_DOMAIN_PREFIX) and name not in user and (CONFIG_DIR / f"{name}.yaml").is_file():
+      _merge(data, _read_yaml(CONFIG_DIR / f"{name}.yaml"), f"preset {name}")
+      continue
     path = pathlib.Path(name)
     if path.suffix in (".yaml", ".yml") and path.is_file():
       _merge(data, _read_yaml(path), f"preset {name}")
@@ -260,8 +285,23 @@ def load_config(env_name: str | None = None, presets=(), overrides=(), has_image
   return config
 
 
+def _check_generation(presets, nature: bool) -> None:
+  """Model sizes belong to one generation: ``sizeNm`` needs ``nature``, ``xs`` .. ``xl`` exclude it."""
+  for name in presets:
+    if nature and name in SIZES_2023:
+      raise ConfigError(
+        f"preset '{name}' is a 2023 model size and cannot be combined with '{NATURE}'; "
+        f"the current generation's sizes are {', '.join(NATURE_SIZES)}"
+      )
+    if not nature and name in NATURE_SIZES:
+      raise ConfigError(
+        f"preset '{name}' is a size of the current generation and needs '{NATURE}' (--configs={NATURE},{name}); "
+        f"the 2023 sizes are {', '.join(SIZES_2023)}"
+      )
+
+
 _CHOICES = {
-  "run.precision": ("float32", "mixed_float16", "mixed_bfloat16"),
+  "run.precision": ("float32", "mixed_float16", "mixed_bfloat16", "auto"),
   "run.strategy": ("default", "mirrored", "multi_worker", "tpu"),
   "replay.backend": ("local", "reverb"),
   "env.atari.actions": ("all", "needed"),
@@ -269,6 +309,11 @@ _CHOICES = {
   "model.initial": ("learned", "zeros"),
   "model.actor_grad_disc": ("reinforce", "backprop"),
   "model.actor_grad_cont": ("reinforce", "backprop"),
+  "model.core": ("gru", "blockgru"),
+  "model.norm": ("layer", "rms"),
+  "model.cnn": ("strided", "pooling"),
+  "model.twohot": ("symlog", "symexp"),
+  "model.optimizer": ("adam", "laprop"),
 }
 
 _POSITIVE = (
@@ -296,6 +341,9 @@ _POSITIVE = (
   "run.checkpoint_every_secs",
   "run.log_every_secs",
   "model.slow_critic_update",
+  "model.blocks",
+  "model.post_layers",
+  "model.bspace",
 )
 _NON_NEGATIVE = (
   "run.steps",
@@ -308,6 +356,10 @@ _NON_NEGATIVE = (
   "model.free_nats",
   "model.actent",
   "run.max_nonfinite_skips",
+  "model.prior_layers",
+  "model.dyn_layers",
+  "model.head_layers",
+  "model.actor_outscale",
 )
 _UNIT_INTERVAL = (
   "model.unimix",
@@ -349,9 +401,19 @@ def validate(config: Config) -> None:
     raise ConfigError(
       f"replay.capacity={config.replay.capacity} must be at least replay.batch_length={config.replay.batch_length}"
     )
+  model = config.model
+  if model.core == "gru" and (model.prior_layers, model.post_layers) != (1, 1):
+    raise ConfigError(
+      f"model.prior_layers={model.prior_layers} and model.post_layers={model.post_layers} need "
+      "model.core=blockgru; the 2023 GRU RSSM has one layer each"
+    )
+  if model.core == "blockgru" and model.deter % model.blocks:
+    raise ConfigError(f"model.deter={model.deter} must be a multiple of model.blocks={model.blocks}")
   size = config.env.atari.size
-  if size[0] != size[1] or size[0] & (size[0] - 1):
+  if model.cnn == "strided" and (size[0] != size[1] or size[0] & (size[0] - 1)):
     raise ConfigError(f"env.atari.size must be square with a power-of-two side for the CNN, got {size}")
+  if model.cnn == "pooling" and (size[0] != size[1] or size[0] % 16):
+    raise ConfigError(f"env.atari.size must be square with a side divisible by 16 for the pooling CNN, got {size}")
 
 
 # Model keys added to the defaults after runs may have been written, with the key whose value

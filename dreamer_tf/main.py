@@ -36,8 +36,9 @@ flags.DEFINE_integer("envs", None, "Parallel environment copies (run.envs).")
 flags.DEFINE_enum(
   "precision",
   None,
-  ["float32", "mixed_float16", "mixed_bfloat16"],
-  "Compute precision (run.precision); float32 is fastest on CPU.",
+  ["float32", "mixed_float16", "mixed_bfloat16", "auto"],
+  "Compute precision (run.precision); float32 is fastest on CPU; auto (the nature default): "
+  "mixed_bfloat16 on a GPU or TPU, float32 on a CPU.",
 )
 flags.DEFINE_bool("jit_compile", None, "Compile the train step with XLA (run.jit_compile).")
 flags.DEFINE_float("checkpoint_every_secs", None, "Seconds between checkpoints (run.checkpoint_every_secs).")

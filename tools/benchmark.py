@@ -155,9 +155,10 @@ def benchmark(env_name, presets, overrides, updates, policy_batch, policy_iters,
   from dreamer_tf.envs import make_env
   from dreamer_tf.main import resolve_config
   from dreamer_tf.replay import step_spec
+  from dreamer_tf.training.precision import set_precision
 
   config = resolve_config(env_name, presets, overrides)
-  tf.keras.mixed_precision.set_global_policy(config.run.precision)
+  precision = set_precision(config.run.precision, config.run.strategy)
   env = make_env(env_name, config, seed=0)
   time_step_spec = tensor_spec.from_spec(env.time_step_spec())
   action_spec = tensor_spec.from_spec(env.action_spec())
@@ -165,7 +166,7 @@ def benchmark(env_name, presets, overrides, updates, policy_batch, policy_iters,
   result = {
     "env": env_name,
     "configs": ",".join(presets),
-    "precision": config.run.precision,
+    "precision": precision,
     "jit_compile": config.run.jit_compile,
     "batch": f"{config.replay.batch_size}x{config.replay.batch_length}",
     "params": agent.parameter_counts(),

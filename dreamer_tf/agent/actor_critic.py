@@ -2,8 +2,9 @@
 
 import tensorflow as tf
 
-from dreamer_tf.agent import distributions, networks, ops
+from dreamer_tf.agent import networks, ops
 from dreamer_tf.agent.return_normalizer import ReturnNormalizer
+from dreamer_tf.agent.world_model import twohot_output
 
 keras = tf.keras
 
@@ -27,8 +28,12 @@ class ActorCritic(keras.Model):
     self.discrete = discrete
     self.action_size = action_size
     self.grad = c.actor_grad_disc if discrete else c.actor_grad_cont
-    self.discount = 1.0 - 1.0 / c.horizon
+    # With contdisc the continue probabilities carry the discount (ops.cont_target), so returns and
+    # weights of imagined trajectories use 1; the replay value loss keeps 1 - 1/horizon.
+    self.horizon_discount = 1.0 - 1.0 / c.horizon
+    self.discount = 1.0 if c.contdisc else self.horizon_discount
     feat = (None, feat_size)
+    kw = dict(norm_eps=c.norm_eps, norm=c.norm)
     if discrete:
       self.actor = networks.Head(
         "onehot",
@@ -36,8 +41,9 @@ class ActorCritic(keras.Model):
         c.units,
         size=action_size,
         unimix=c.actor_unimix,
-        norm_eps=c.norm_eps,
+        outscale=c.actor_outscale,
         name="actor",
+        **kw,
       )
     else:
       self.actor = networks.Head(
@@ -47,18 +53,19 @@ class ActorCritic(keras.Model):
         size=action_size,
         minstd=c.actor_minstd,
         maxstd=c.actor_maxstd,
-        norm_eps=c.norm_eps,
+        outscale=c.actor_outscale,
         name="actor",
+        **kw,
       )
     self.actor.build(feat)
-    critic_kw = dict(bins=c.bins, outscale=c.critic_outscale, norm_eps=c.norm_eps)
-    self.critic = networks.Head("twohot", c.layers, c.units, name="critic", **critic_kw)
+    critic_kw = dict(bins=c.bins, outscale=c.critic_outscale, **kw)
+    output = twohot_output(c)
+    self.critic = networks.Head(output, c.layers, c.units, name="critic", **critic_kw)
     self.critic.build(feat)
-    self.slow_critic = networks.Head("twohot", c.layers, c.units, name="slow_critic", trainable=False, **critic_kw)
+    self.slow_critic = networks.Head(output, c.layers, c.units, name="slow_critic", trainable=False, **critic_kw)
     self.slow_critic.build(feat)
     for slow, fast in zip(self.slow_critic.weights, self.critic.weights):
       slow.assign(fast)
-    self.critic_bins = ops.symlog_bins(c.bins)
     self.retnorm = ReturnNormalizer(c.retnorm.decay, c.retnorm.max, c.retnorm.perclo, c.retnorm.perchi)
     self.slow_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="slow_updates")
 
@@ -74,7 +81,9 @@ class ActorCritic(keras.Model):
     Returns:
       A dict of time-major ``[H + 1, N, ...]`` tensors: the RSSM state keys,
       ``action``, ``feat``, ``reward`` (``[H + 1, N]``, index 0 unused), ``cont``
-      and ``weight`` (cumulative discounted continuation, the loss weights).
+      and ``weight`` (cumulative discounted continuation, the loss weights). With
+      ``model.contdisc`` (the current generation), ``cont`` holds the predicted continue
+      probabilities of all states and ``start_cont`` is unused.
     """
     rssm = world_model.rssm
     backprop = self.grad == "backprop"
@@ -86,9 +95,13 @@ class ActorCritic(keras.Model):
     traj = rssm.imagine(policy_fn, start, self.config.imag_horizon, seed)
     feat = rssm.get_feat(traj)
     traj["feat"] = feat
-    cont = world_model.cont_head(feat).mode()
-    traj["cont"] = tf.concat([tf.cast(start_cont, tf.float32)[None], cont[1:]], 0)
-    traj["weight"] = tf.math.cumprod(self.discount * traj["cont"], 0) / self.discount
+    if self.config.contdisc:
+      # The current generation: predicted continue probabilities of every state, the start's included.
+      traj["cont"] = world_model.cont_head(feat).mean()
+    else:
+      cont = world_model.cont_head(feat).mode()
+      traj["cont"] = tf.concat([tf.cast(start_cont, tf.float32)[None], cont[1:]], 0)
+    traj["weight"] = ops.imagination_weights(traj["cont"], self.discount)
     traj["reward"] = world_model.reward_head(feat).mean()
     return traj
 
@@ -158,11 +171,40 @@ class ActorCritic(keras.Model):
     if critic_logits is None:
       dist = self.critic(feat)
     else:
-      dist = distributions.TwoHotSymlog(critic_logits[:-1], self.critic_bins)
+      dist = self.critic.twohot(critic_logits[:-1])
     slow_target = sg(self.slow_critic(feat).mean())
     loss = -dist.log_prob(sg(ret)) - self.config.loss_scales.slowreg * dist.log_prob(slow_target)
     loss = tf.reduce_mean(loss * sg(traj["weight"][:-1])) * self.config.loss_scales.critic
     return loss, dict(critic_loss=loss, critic_value=tf.reduce_mean(dist.mean()))
+
+  def replay_value_loss(self, feat_BT, data, boot_BT):
+    """The current generation's replay value loss (``dreamerv3/agent.py:repl_loss``, scale 0.3).
+
+    The critic regresses, on the replayed sequence's own features, the lambda returns of the
+    replayed rewards and terminations bootstrapped at every step from the imagination return of the
+    trajectory started there (:func:`~dreamer_tf.agent.ops.replay_lambda_return`), plus the
+    slow-critic regulariser, weighted by ``1 - is_last``, on steps ``0 .. T - 2``. ``feat_BT`` is not
+    stopped: the loss trains the world model's representations too (the author's ``repval_grad``).
+
+    Args:
+      feat_BT: Posterior features ``[B, T, F]``.
+      data: The preprocessed batch (``reward``, ``is_terminal``, ``is_last``).
+      boot_BT: Imagination returns ``R_0`` of the trajectories started at each step, ``[B, T]``.
+
+    Returns:
+      ``(loss, metrics)``: the scaled loss and diagnostics.
+    """
+    sg = tf.stop_gradient
+    c = self.config
+    ret = ops.replay_lambda_return(
+      data["reward"], data["is_terminal"], data["is_last"], sg(boot_BT), c.return_lambda, self.horizon_discount
+    )
+    dist = self.critic(feat_BT[:, :-1])
+    slow_target = sg(self.slow_critic(feat_BT[:, :-1]).mean())
+    weight = 1.0 - tf.cast(data["is_last"][:, :-1], tf.float32)
+    loss = -dist.log_prob(sg(ret)) - c.loss_scales.slowreg * dist.log_prob(slow_target)
+    loss = tf.reduce_mean(loss * weight) * c.loss_scales.repval
+    return loss, dict(repval_loss=loss, replay_return=tf.reduce_mean(ret))
 
   def update_slow_critic(self, applied=True):
     """Moves the slow critic towards the critic after an applied critic update.

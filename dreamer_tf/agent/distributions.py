@@ -73,6 +73,26 @@ class OneHotCategorical:
     return tf.reduce_sum(self.probs * (self.log_probs - other.log_probs), self._sum_axes)
 
 
+class Categorical(OneHotCategorical):
+  """A categorical over class indices (a discrete vector observation's decoder output).
+
+  ``log_prob`` takes indices (any number type) rather than one-hot vectors and ``mode`` returns
+  indices as float32, as the current generation's ``embodied/jax/outs.py:Categorical``; no unimix.
+  """
+
+  def __init__(self, logits, event_dims: int = 0):
+    super().__init__(logits, 0.0, event_dims)
+
+  def mode(self):
+    return tf.cast(tf.argmax(self.logits, -1), _F32)
+
+  mean = mode
+
+  def log_prob(self, index):
+    onehot = tf.one_hot(tf.cast(index, tf.int32), tf.shape(self.logits)[-1], dtype=_F32)
+    return super().log_prob(onehot)
+
+
 class TwoHotSymlog:
   """Discrete regression over bins in symlog space (Eq. 10-11, the 2023 version).
 
@@ -93,6 +113,34 @@ class TwoHotSymlog:
 
   def log_prob(self, target):
     target = ops.twohot(ops.symlog(_f32(target)), self.bins)
+    return tf.reduce_sum(target * tf.nn.log_softmax(self.logits, -1), -1)
+
+
+class SymexpTwoHot:
+  """Discrete regression over bins in raw space (the current generation, arXiv 2301.04104v2).
+
+  ``bins`` are :func:`~dreamer_tf.agent.ops.symexp_bins` (exponentially spaced, symmetric); the
+  target's twohot weights interpolate linearly in raw space between its two neighbouring bins and
+  the prediction is ``sum(softmax(logits) * bins)`` summed outwards from the middle, so that
+  symmetric probabilities give exactly 0 (``embodied/jax/outs.py:TwoHot``).
+  """
+
+  def __init__(self, logits, bins):
+    self.logits = _f32(logits)
+    self.bins = bins
+    self.probs = tf.nn.softmax(self.logits, -1)
+
+  def mean(self):
+    n = self.bins.shape[0]
+    weighted = self.probs * self.bins
+    lower, upper = weighted[..., : n // 2], weighted[..., (n + 1) // 2 :]
+    middle = tf.reduce_sum(weighted[..., n // 2 : (n + 1) // 2], -1)
+    return middle + tf.reduce_sum(tf.reverse(lower, [-1]) + upper, -1)
+
+  mode = mean
+
+  def log_prob(self, target):
+    target = ops.twohot(_f32(target), self.bins)
     return tf.reduce_sum(target * tf.nn.log_softmax(self.logits, -1), -1)
 
 

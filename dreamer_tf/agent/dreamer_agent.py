@@ -8,8 +8,9 @@ from tf_agents.trajectories import time_step as ts
 
 from dreamer_tf.agent.actor_critic import ActorCritic
 from dreamer_tf.agent.dreamer_policy import DreamerPolicy, action_size_of
+from dreamer_tf.agent.laprop import LaProp
 from dreamer_tf.agent.optimizer import Adam
-from dreamer_tf.agent.world_model import WorldModel
+from dreamer_tf.agent.world_model import WorldModel, observation_classes
 from dreamer_tf.replay.spec import step_spec
 
 keras = tf.keras
@@ -20,6 +21,15 @@ Optimizers = collections.namedtuple("Optimizers", ["model", "actor", "critic"])
 def make_optimizer(opt_config, mixed_float16: bool):
   """Adam with the configured learning rate and epsilon, in the 2023 code's form (see ``optimizer.Adam``)."""
   opt = Adam(learning_rate=opt_config.lr, epsilon=opt_config.eps)
+  if mixed_float16:
+    opt = keras.mixed_precision.LossScaleOptimizer(opt)
+  return opt
+
+
+def make_laprop(opt_config, mixed_float16: bool):
+  """The current generation's one optimizer (see ``laprop.LaProp``) from ``model.opt``."""
+  c = opt_config
+  opt = LaProp(c.lr, c.agc, c.pmin, c.beta1, c.beta2, c.eps, c.warmup)
   if mixed_float16:
     opt = keras.mixed_precision.LossScaleOptimizer(opt)
   return opt
@@ -56,19 +66,28 @@ class DreamerAgent(tf_agent.TFAgent):
     self._obs_shapes = {k: tuple(s.shape) for k, s in observation_spec.items() if not k.startswith("log_")}
     self._discrete = action_spec.dtype.is_integer
     self._action_size = action_size_of(action_spec)
-    self.world_model = WorldModel(self._obs_shapes, self._action_size, model_config, name="world_model")
+    self.world_model = WorldModel(
+      self._obs_shapes, self._action_size, model_config, observation_classes(observation_spec), name="world_model"
+    )
     self.actor_critic = ActorCritic(
       self.world_model.rssm.feat_size, self._action_size, self._discrete, model_config, name="actor_critic"
     )
     mixed16 = config.run.precision == "mixed_float16"
-    self.optimizers = Optimizers(
-      make_optimizer(model_config.model_opt, mixed16),
-      make_optimizer(model_config.actor_opt, mixed16),
-      make_optimizer(model_config.critic_opt, mixed16),
-    )
-    self._clip = Optimizers(model_config.model_opt.clip, model_config.actor_opt.clip, model_config.critic_opt.clip)
-    for opt, variables in zip(self.optimizers, self._variable_groups()):
-      opt.build(variables)
+    self._joint = model_config.optimizer == "laprop"
+    if self._joint:
+      # The current generation: one optimizer over all modules (AGC inside, no global-norm clip).
+      self.optimizers = Optimizers(make_laprop(model_config.opt, mixed16), None, None)
+      self._clip = Optimizers(None, None, None)
+      self.optimizers.model.build([v for group in self._variable_groups() for v in group])
+    else:
+      self.optimizers = Optimizers(
+        make_optimizer(model_config.model_opt, mixed16),
+        make_optimizer(model_config.actor_opt, mixed16),
+        make_optimizer(model_config.critic_opt, mixed16),
+      )
+      self._clip = Optimizers(model_config.model_opt.clip, model_config.actor_opt.clip, model_config.critic_opt.clip)
+      for opt, variables in zip(self.optimizers, self._variable_groups()):
+        opt.build(variables)
     self._rng = tf.random.Generator.from_seed(seed)
     policy = DreamerPolicy(time_step_spec, action_spec, self.world_model, self.actor_critic, greedy=True, seed=seed + 1)
     collect_policy = DreamerPolicy(
@@ -108,6 +127,9 @@ class DreamerAgent(tf_agent.TFAgent):
       reward=tf.cast(experience["reward"], tf.float32),
       is_first=tf.cast(experience["is_first"], tf.bool),
       is_terminal=tf.cast(experience["is_terminal"], tf.bool),
+      is_last=tf.cast(experience["is_last"], tf.bool)
+      if "is_last" in experience
+      else tf.zeros_like(experience["is_first"], tf.bool),
     )
 
   def _scale_loss(self, index, loss):
@@ -143,7 +165,10 @@ class DreamerAgent(tf_agent.TFAgent):
     if replicas > 1:
       grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     norm = tf.linalg.global_norm(grads)
-    clipped, _ = tf.clip_by_global_norm(grads, self._clip[index], use_norm=norm)
+    if self._clip[index] is None:
+      clipped = grads
+    else:
+      clipped, _ = tf.clip_by_global_norm(grads, self._clip[index], use_norm=norm)
     if loss_scale:
       # The LossScaleOptimizer skips non-finite steps itself and lowers its scale: that is
       # loss scaling at work (logged as loss_scale), not a numerical fault of the model.
@@ -178,6 +203,8 @@ class DreamerAgent(tf_agent.TFAgent):
     del weights
     data = self.preprocess(experience)
     seeds = self._rng.make_seeds(3)
+    if self._joint:
+      return self._train_joint(data, seeds)
     wm, ac = self.world_model, self.actor_critic
     model_vars, actor_vars, critic_vars = self._variable_groups()
 
@@ -237,6 +264,62 @@ class DreamerAgent(tf_agent.TFAgent):
     metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
     total = model_loss + actor_loss + critic_loss
     return tf_agent.LossInfo(loss=total, extra=metrics)
+
+  def _train_joint(self, data, seeds):
+    """One update of all modules with one optimizer: the current generation (arXiv 2301.04104v2).
+
+    As the author's ``dreamerv3/agent.py:Agent.loss``: the world model loss, the actor and critic
+    losses on trajectories imagined from every posterior state (imagination recorded on no tape:
+    its features are constants, actions are trained by REINFORCE), and the replay value loss, whose
+    gradient reaches the world model, are summed and differentiated together; LaProp applies the
+    update (AGC per variable inside). A non-finite gradient skips the update.
+    """
+    wm, ac = self.world_model, self.actor_critic
+    variables = [v for group in self._variable_groups() for v in group]
+    retnorm_before = [tf.identity(v) for v in ac.retnorm.variables]
+    flatten = lambda x: tf.reshape(tf.stop_gradient(x), tf.concat([[-1], tf.shape(x)[2:]], 0))
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+      tape.watch(variables)
+      model_loss, post, metrics = wm.loss(data, seeds[:, 0])
+      with tape.stop_recording():
+        start = {k: flatten(v) for k, v in post.items()}
+        start_cont = flatten(1.0 - tf.cast(data["is_terminal"], tf.float32))
+        traj = ac.imagine(wm, start, start_cont, seeds[:, 1])
+      critic_dist = ac.critic(tf.stop_gradient(traj["feat"]))
+      value = tf.stop_gradient(critic_dist.mean())
+      ret = ac.lambda_returns(traj, value)
+      critic_loss, critic_metrics = ac.critic_loss(traj, ret, critic_dist.logits)
+      actor_loss, ret, actor_metrics = ac.actor_loss(traj, value, ret)
+      loss = model_loss + actor_loss + critic_loss
+      if self._config.model.loss_scales.repval:
+        boot = tf.reshape(ret[0], tf.shape(data["reward"]))
+        repval_loss, repval_metrics = ac.replay_value_loss(wm.rssm.get_feat(post), data, boot)
+        loss += repval_loss
+        metrics.update(repval_metrics)
+      scaled = self._scale_loss(0, loss)
+    metrics.update(actor_metrics)
+    metrics.update(critic_metrics)
+    metrics["grad_norm"], applied = self._apply(0, tape, scaled, variables)
+    metrics["nonfinite"] = 1.0 - tf.cast(applied, tf.float32)
+    for variable, before in zip(ac.retnorm.variables, retnorm_before):
+      variable.assign(tf.where(applied, variable, before))
+    ac.update_slow_critic(applied)
+    self.train_step_counter.assign_add(tf.cast(applied, self.train_step_counter.dtype))
+    if isinstance(self.optimizers.model, keras.mixed_precision.LossScaleOptimizer):
+      metrics["loss_scale"] = tf.cast(self.optimizers.model.loss_scale, tf.float32)
+    metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
+    return tf_agent.LossInfo(loss=loss, extra=metrics)
+
+  def module_counts(self):
+    """Trainable parameters per module, named as the author's current code names them.
+
+    ``enc`` encoder, ``dyn`` RSSM, ``dec`` decoder, ``rew`` reward head, ``con`` continue head,
+    ``pol`` actor, ``val`` critic (the slow critic, a copy of it, is not trained).
+    """
+    count = lambda layer: int(sum(v.shape.num_elements() for v in layer.trainable_variables))
+    wm, ac = self.world_model, self.actor_critic
+    modules = (wm.encoder, wm.rssm, wm.decoder, wm.reward_head, wm.cont_head, ac.actor, ac.critic)
+    return dict(zip(("enc", "dyn", "dec", "rew", "con", "pol", "val"), map(count, modules)))
 
   def parameter_counts(self):
     """Trainable parameters of world model, actor and critic."""

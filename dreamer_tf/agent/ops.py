@@ -22,6 +22,42 @@ def symlog_bins(num_bins: int, low: float = -20.0, high: float = 20.0, dtype=tf.
   return tf.linspace(tf.constant(low, dtype), tf.constant(high, dtype), num_bins)
 
 
+def symexp_bins(num_bins: int, low: float = -20.0, dtype=tf.float32):
+  """The current generation's twohot bins, in raw space: ``symexp`` of evenly spaced points.
+
+  ``symexp(linspace(low, 0, n))`` mirrored around zero (arXiv 2301.04104v2,
+  ``embodied/jax/heads.py:Head.symexp_twohot``): an odd ``num_bins`` has ``(num_bins - 1) / 2 + 1``
+  points in the negative half with 0 exactly in the middle; an even one has ``num_bins / 2`` points
+  per half and no zero bin. The bins are symmetric, so uniform probabilities predict 0.
+  """
+  if num_bins % 2:
+    half = symexp(tf.linspace(tf.constant(low, dtype), tf.constant(0.0, dtype), (num_bins - 1) // 2 + 1))
+    return tf.concat([half, -tf.reverse(half[:-1], [0])], 0)
+  half = symexp(tf.linspace(tf.constant(low, dtype), tf.constant(0.0, dtype), num_bins // 2))
+  return tf.concat([half, -tf.reverse(half, [0])], 0)
+
+
+def cont_target(is_terminal, horizon: float, contdisc: bool):
+  """The continue predictor's target ``1 - is_terminal``, times ``1 - 1/horizon`` with ``contdisc``.
+
+  The current generation folds the discount into the continue flag (the author's ``contdisc``,
+  ``dreamerv3/agent.py:Agent.loss``), so predicted continue probabilities carry it.
+  """
+  cont = 1.0 - tf.cast(is_terminal, tf.float32)
+  return cont * (1.0 - 1.0 / horizon) if contdisc else cont
+
+
+def imagination_weights(cont_HN, discount: float):
+  """Loss weights of imagined steps: ``cumprod(discount * cont, 0) / discount`` over time (axis 0).
+
+  2023: ``cont`` is the start state's ``1 - is_terminal`` followed by predicted continue flags and
+  ``discount`` is ``1 - 1/horizon``. Current generation (``contdisc``): ``cont`` is the predicted
+  continue probability of every state, the start state's included, and ``discount`` is 1, since the
+  probabilities already hold it (``dreamerv3/agent.py:imag_loss``).
+  """
+  return tf.math.cumprod(discount * cont_HN, 0) / discount
+
+
 def twohot(x, bins):
   """Encodes scalars as twohot vectors over ``bins`` (Eq. 10).
 
@@ -68,20 +104,48 @@ def lambda_return(reward_HB, value_HB, cont_HB, bootstrap_B, lambda_: float, dis
     value_HB: Values ``v(s_{t+1})``, shape ``[H, B]``.
     cont_HB: Continuation flags ``c_{t+1}``, shape ``[H, B]``.
     bootstrap_B: The value of the last state, shape ``[B]``.
-    lambda_: The return mixing parameter (0.95).
+    lambda_: The return mixing parameter (0.95), or one per step (``[H, B]``).
     discount: The discount gamma (1 - 1/333 = 0.997).
 
   Returns:
     The returns ``R_0 .. R_{H-1}``, shape ``[H, B]``.
   """
   disc_HB = cont_HB * discount
-  interm_HB = reward_HB + disc_HB * value_HB * (1.0 - lambda_)
+  lambda_ = tf.cast(lambda_, disc_HB.dtype) if tf.is_tensor(lambda_) else tf.constant(lambda_, disc_HB.dtype)
+  lambda_HB = tf.broadcast_to(lambda_, tf.shape(disc_HB))
+  interm_HB = reward_HB + disc_HB * value_HB * (1.0 - lambda_HB)
 
   def step(next_return, inputs):
-    interm, disc = inputs
-    return interm + disc * lambda_ * next_return
+    interm, disc_lambda = inputs
+    return interm + disc_lambda * next_return
 
-  return tf.scan(step, (interm_HB, disc_HB), initializer=bootstrap_B, reverse=True)
+  return tf.scan(step, (interm_HB, disc_HB * lambda_HB), initializer=bootstrap_B, reverse=True)
+
+
+def replay_lambda_return(reward_BT, is_terminal_BT, is_last_BT, boot_BT, lambda_: float, discount: float):
+  """Lambda returns over a replayed sequence, bootstrapped at every step (the current generation).
+
+  The author's replay value loss (arXiv 2301.04104v2, ``dreamerv3/agent.py:repl_loss`` with its
+  ``lambda_return``): with ``live_t = (1 - terminal_t) discount`` and ``lam_t = lambda (1 - last_t)``,
+  ``R_t = r_{t+1} + live_{t+1} ((1 - lam_{t+1}) boot_{t+1} + lam_{t+1} R_{t+1})`` and
+  ``R_{T-1} = boot_{T-1}``, where ``boot`` is the imagination return of the trajectory started at
+  each step. An episode end (``is_last``) cuts the lambda mixing there.
+
+  Args:
+    reward_BT, is_terminal_BT, is_last_BT: The replayed sequence, batch-major ``[B, T]``.
+    boot_BT: Bootstrap values ``[B, T]``.
+    lambda_: The return mixing parameter (0.95).
+    discount: ``1 - 1/horizon``.
+
+  Returns:
+    ``R_0 .. R_{T-2}``, shape ``[B, T - 1]``.
+  """
+  f32 = lambda x: tf.transpose(tf.cast(x, tf.float32)[:, 1:])
+  cont_TB = 1.0 - f32(is_terminal_BT)
+  lambda_TB = lambda_ * (1.0 - f32(is_last_BT))
+  boot = tf.cast(boot_BT, tf.float32)
+  ret_TB = lambda_return(f32(reward_BT), f32(boot_BT), cont_TB, boot[:, -1], lambda_TB, discount)
+  return tf.transpose(ret_TB)
 
 
 def percentile(x, q: float):

@@ -2,10 +2,10 @@
 
 import tensorflow as tf
 
-keras = tf.keras
+from dreamer_tf.agent.update_counting_optimizer import UpdateCountingOptimizer
 
 
-class Adam(keras.optimizers.Optimizer):
+class Adam(UpdateCountingOptimizer):
   """Adam (Kingma & Ba 2015) in the form of the 2023 DreamerV3 code (arXiv 2301.04104v1).
 
   The update at step ``t`` (from 1) is ``lr * m_hat / (sqrt(v_hat) + epsilon)`` with the
@@ -38,12 +38,6 @@ class Adam(keras.optimizers.Optimizer):
     self.beta_1 = beta_1
     self.beta_2 = beta_2
     self.epsilon = epsilon
-    with tf.init_scope():
-      self._count = tf.Variable(0, name="count", dtype=tf.int64, trainable=False)  # applied updates
-
-  def _step(self):
-    """The 1-based index ``t`` of the update being applied."""
-    return self._count + 1
 
   def build(self, var_list):
     """Creates the first- and second-moment slots ``m`` and ``v`` of each variable."""
@@ -72,12 +66,6 @@ class Adam(keras.optimizers.Optimizer):
     m_hat = m / (1 - tf.pow(beta_1, step))
     v_hat = v / (1 - tf.pow(beta_2, step))
     variable.assign_sub(lr * m_hat / (tf.sqrt(v_hat) + tf.cast(self.epsilon, dtype)))
-
-  def _distributed_apply_gradients_fn(self, distribution, grads_and_vars, **kwargs):
-    step = self._step()
-    result = super()._distributed_apply_gradients_fn(distribution, grads_and_vars, **kwargs)
-    self._count.assign(step)
-    return result
 
   def get_config(self):
     config = super().get_config()

@@ -2,9 +2,28 @@
 
 import tensorflow as tf
 
-from dreamer_tf.agent import networks
+from dreamer_tf.agent import networks, ops
 
 keras = tf.keras
+
+
+def observation_classes(observation_spec) -> dict:
+  """``{key: classes}`` of the bounded integer vector observations (rank 0 or 1) of a spec dict.
+
+  Classes are ``maximum + 1``: values are class indices from 0, as the author's current code
+  one-hot encodes them (``embodied/jax/nets.py:DictConcat``).
+  """
+  classes = {}
+  for key, spec in observation_spec.items():
+    maximum = getattr(spec, "maximum", None)
+    if spec.dtype.is_integer and len(spec.shape) <= 1 and maximum is not None and not key.startswith("log_"):
+      classes[key] = int(max(int(m) for m in tf.reshape(tf.constant(maximum), [-1]).numpy())) + 1
+  return classes
+
+
+def twohot_output(config):
+  """The :class:`~dreamer_tf.agent.networks.Head` output of the reward and critic for ``model.twohot``."""
+  return {"symlog": "twohot", "symexp": "symexp_twohot"}[config.twohot]
 
 
 class WorldModel(keras.Model):
@@ -19,15 +38,19 @@ class WorldModel(keras.Model):
   Args:
     obs_shapes: ``{key: shape}`` of the observation (without batch dims).
     action_size: Size of the action vector (one-hot size for discrete actions).
-    config: The ``model`` section of the configuration.
+    config: The ``model`` section of the configuration; ``core``, ``norm`` and ``cnn`` choose the
+      2023 or the current generation's layers.
+    obs_classes: ``{key: classes}`` of integer vector observations, one-hot encoded when
+      ``model.onehot_obs`` is set.
   """
 
-  def __init__(self, obs_shapes, action_size, config, **kwargs):
+  def __init__(self, obs_shapes, action_size, config, obs_classes=None, **kwargs):
     super().__init__(**kwargs)
     c = config
     self.obs_shapes = {k: tuple(v) for k, v in obs_shapes.items()}
     self.action_size = action_size
     self.config = c
+    classes = dict(obs_classes or {}) if c.onehot_obs else {}
     self.encoder = networks.MultiEncoder(
       self.obs_shapes,
       c.cnn_keys,
@@ -38,11 +61,29 @@ class WorldModel(keras.Model):
       c.minres,
       c.symlog_inputs,
       c.norm_eps,
+      norm=c.norm,
+      cnn=c.cnn,
+      classes=classes,
       name="encoder",
     )
-    self.rssm = networks.RSSM(
-      c.deter, c.units, c.stoch, c.classes, c.unimix, c.initial, c.action_clip, c.norm_eps, name="rssm"
-    )
+    if c.core == "gru":
+      self.rssm = networks.RSSM(
+        c.deter, c.units, c.stoch, c.classes, c.unimix, c.initial, c.action_clip, c.norm_eps, name="rssm"
+      )
+    else:
+      self.rssm = networks.BlockRSSM(
+        c.deter,
+        c.units,
+        c.stoch,
+        c.classes,
+        c.unimix,
+        c.blocks,
+        c.prior_layers,
+        c.post_layers,
+        c.dyn_layers,
+        c.norm_eps,
+        name="rssm",
+      )
     self.rssm.build_for(self.encoder.output_size, action_size)
     feat = (None, self.rssm.feat_size)
     self.decoder = networks.MultiDecoder(
@@ -54,14 +95,21 @@ class WorldModel(keras.Model):
       c.vector_units,
       c.minres,
       c.norm_eps,
+      norm=c.norm,
+      cnn=c.cnn,
+      classes=classes,
+      deter_size=c.deter,
+      bspace=c.bspace,
       name="decoder",
     )
     self.decoder.build(feat)
+    head_layers = c.head_layers or c.layers
+    head_kw = dict(norm_eps=c.norm_eps, norm=c.norm)
     self.reward_head = networks.Head(
-      "twohot", c.layers, c.units, bins=c.bins, outscale=c.reward_outscale, norm_eps=c.norm_eps, name="reward"
+      twohot_output(c), head_layers, c.units, bins=c.bins, outscale=c.reward_outscale, name="reward", **head_kw
     )
     self.reward_head.build(feat)
-    self.cont_head = networks.Head("binary", c.layers, c.units, outscale=1.0, norm_eps=c.norm_eps, name="cont")
+    self.cont_head = networks.Head("binary", head_layers, c.units, outscale=1.0, name="cont", **head_kw)
     self.cont_head.build(feat)
     self.loss_scales = dict(c.loss_scales)
     self.free_nats = c.free_nats
@@ -102,14 +150,10 @@ class WorldModel(keras.Model):
         target = target / 255.0
       losses[key] = -dist.log_prob(target)
     losses["reward"] = -self.reward_head(feat).log_prob(data["reward"])
-    cont_target = 1.0 - tf.cast(data["is_terminal"], tf.float32)
+    cont_target = ops.cont_target(data["is_terminal"], self.config.horizon, self.config.contdisc)
     losses["cont"] = -self.cont_head(feat).log_prob(cont_target)
     post_dist, prior_dist = self.rssm.get_dist(post), self.rssm.get_dist(prior)
-    sg = tf.stop_gradient
-    kl_dyn = self.rssm.get_dist(sg(post["logits"])).kl(prior_dist)
-    kl_rep = post_dist.kl(self.rssm.get_dist(sg(prior["logits"])))
-    losses["dyn"] = tf.maximum(kl_dyn, self.free_nats)
-    losses["rep"] = tf.maximum(kl_rep, self.free_nats)
+    losses["dyn"], losses["rep"], kl_dyn, kl_rep = self.rssm.kl_losses(post, prior, self.free_nats)
     total_BT = 0.0
     for key, value in losses.items():
       scale_key = key

@@ -42,10 +42,20 @@ from dreamer_tf.training.counters import Counters, Schedule
 from dreamer_tf.training.evaluation import eval_policy, evaluate
 from dreamer_tf.training.learner import Learner, NonFiniteError
 from dreamer_tf.training.logger import Logger
+from dreamer_tf.training.precision import resolve_precision, set_precision
 from dreamer_tf.training.progress import ProgressBar
 from dreamer_tf.training.run_dir import prepare_logdir
 
-__all__ = ["Counters", "NonFiniteError", "Trainer", "evaluate", "prepare_logdir", "specs_of"]
+__all__ = [
+  "Counters",
+  "NonFiniteError",
+  "Trainer",
+  "evaluate",
+  "prepare_logdir",
+  "resolve_precision",
+  "set_precision",
+  "specs_of",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -82,7 +92,7 @@ class Trainer:
     except BaseException:
       self.env.close()
       raise
-    tf.keras.mixed_precision.set_global_policy(run.precision)
+    _log.info("precision: %s", set_precision(run.precision, run.strategy))
     tf.keras.utils.set_random_seed(run.seed)  # Python, NumPy and TensorFlow (weight initialisation).
     self.batch_size, self.batch_length = config.replay.batch_size, config.replay.batch_length
     with self.strategy.scope():

@@ -4,8 +4,10 @@ import re
 
 import tensorflow as tf
 
+from dreamer_tf.agent import ops
 from dreamer_tf.agent.networks.image_encoder import ImageEncoder
 from dreamer_tf.agent.networks.mlp import MLP
+from dreamer_tf.agent.networks.pooling_image_encoder import PoolingImageEncoder
 
 keras = tf.keras
 
@@ -27,13 +29,27 @@ def stacked_image_shape(shapes: dict, cnn_keys) -> tuple:
   return (h, w, sum(shapes[k][-1] for k in cnn_keys))
 
 
+CNNS = ("strided", "pooling")
+
+
+def vector_width(shapes: dict, keys, classes: dict) -> int:
+  """Width of the concatenated vector keys; a discrete key (in ``classes``) counts as one-hot."""
+  width = 0
+  for k in keys:
+    size = int(tf.reduce_prod(shapes[k])) if shapes[k] else 1
+    width += size * classes.get(k, 1)
+  return width
+
+
 class MultiEncoder(keras.layers.Layer):
   """The world model's encoder over a dict of observations.
 
   Image keys (selected by the ``cnn_keys`` regex) are concatenated along the
-  channel axis and encoded by an :class:`ImageEncoder`; vector keys (``mlp_keys``)
-  are concatenated, squashed with symlog and encoded by an :class:`MLP`. The
-  output is the concatenation of both.
+  channel axis and encoded by an :class:`ImageEncoder` (``cnn='strided'``, 2023) or a
+  :class:`PoolingImageEncoder` (``cnn='pooling'``, the current generation); vector keys
+  (``mlp_keys``) are squashed with symlog, or one-hot encoded when they are discrete (listed in
+  ``classes``, the current generation's ``embodied/jax/nets.py:DictConcat``), concatenated and
+  encoded by an :class:`MLP`. The output is the concatenation of both.
 
   Args:
     shapes: Observation shapes, ``{key: shape}`` without batch dimensions.
@@ -43,7 +59,11 @@ class MultiEncoder(keras.layers.Layer):
     layers, units: The vector MLP, see :class:`MLP` (the world model passes
       ``model.vector_layers/vector_units``: 5 x 1024 in every size of the 2023 code).
     symlog_inputs: Squash vector inputs with symlog.
-    norm_eps: LayerNorm epsilon.
+    norm_eps: Norm epsilon.
+    norm: ``'layer'`` or ``'rms'``: the vector MLP's norm (see :class:`MLP`).
+    cnn: One of :data:`CNNS`.
+    classes: ``{key: number of classes}`` of discrete vector keys (one-hot encoded); values are
+      class indices ``0 .. classes - 1``.
   """
 
   def __init__(
@@ -57,11 +77,17 @@ class MultiEncoder(keras.layers.Layer):
     minres=4,
     symlog_inputs=True,
     norm_eps=1e-3,
+    norm="layer",
+    cnn="strided",
+    classes=None,
     **kwargs,
   ):
     super().__init__(**kwargs)
+    if cnn not in CNNS:
+      raise ValueError(f"unknown cnn {cnn!r}; choose one of {CNNS}")
     self.shapes = {k: tuple(v) for k, v in shapes.items()}
     self.cnn_keys, self.mlp_keys = select_keys(self.shapes, cnn_keys, mlp_keys)
+    self.classes = {k: int(v) for k, v in (classes or {}).items() if k in self.mlp_keys}
     if not self.cnn_keys and not self.mlp_keys:
       raise ValueError(
         f"no observation key matches cnn_keys={cnn_keys!r} or mlp_keys={mlp_keys!r}: {sorted(self.shapes)}"
@@ -75,9 +101,17 @@ class MultiEncoder(keras.layers.Layer):
       minres=minres,
       symlog_inputs=symlog_inputs,
       norm_eps=norm_eps,
+      norm=norm,
+      cnn=cnn,
+      classes=self.classes,
     )
-    self.cnn = ImageEncoder(cnn_depth, minres, norm_eps, name="cnn") if self.cnn_keys else None
-    self.mlp = MLP(layers, units, norm_eps, symlog_inputs, name="mlp") if self.mlp_keys else None
+    self.symlog_inputs = symlog_inputs
+    self.cnn = None
+    if self.cnn_keys and cnn == "strided":
+      self.cnn = ImageEncoder(cnn_depth, minres, norm_eps, name="cnn")
+    elif self.cnn_keys:
+      self.cnn = PoolingImageEncoder(cnn_depth, norm_eps=norm_eps, name="cnn")
+    self.mlp = MLP(layers, units, norm_eps, norm=norm, name="mlp") if self.mlp_keys else None
     self.output_size = 0
     if self.cnn:
       h, w, channels = stacked_image_shape(self.shapes, self.cnn_keys)
@@ -90,7 +124,7 @@ class MultiEncoder(keras.layers.Layer):
 
   @property
   def vector_size(self):
-    return sum(int(tf.reduce_prod(self.shapes[k])) if self.shapes[k] else 1 for k in self.mlp_keys)
+    return vector_width(self.shapes, self.mlp_keys, self.classes)
 
   def call(self, obs):
     outputs = []
@@ -100,8 +134,14 @@ class MultiEncoder(keras.layers.Layer):
     if self.mlp:
       vectors = []
       for k in self.mlp_keys:
-        x = tf.cast(obs[k], tf.float32)
-        vectors.append(x[..., None] if not self.shapes[k] else x)
+        if k in self.classes:
+          x = tf.one_hot(tf.cast(obs[k], tf.int32), self.classes[k])
+          x = tf.reshape(x, tf.concat([tf.shape(x)[: x.shape.rank - len(self.shapes[k]) - 1], [-1]], 0))
+        else:
+          x = tf.cast(obs[k], tf.float32)
+          x = x[..., None] if not self.shapes[k] else x
+          x = ops.symlog(x) if self.symlog_inputs else x
+        vectors.append(x)
       outputs.append(self.mlp(tf.concat(vectors, -1)))
     return tf.concat(outputs, -1) if len(outputs) > 1 else outputs[0]
 

@@ -52,6 +52,11 @@ class RSSM(keras.layers.Layer):
     super().__init__(**kwargs)
     self.deter, self.units, self.stoch, self.classes = deter, units, stoch, classes
     self.unimix, self.initial_kind, self.action_clip, self.norm_eps = unimix, initial, action_clip, norm_eps
+    self._create_layers()
+
+  def _create_layers(self):
+    """Creates the 2023 layers; a subclass with other layers replaces this."""
+    deter, units, stoch, classes, norm_eps = self.deter, self.units, self.stoch, self.classes, self.norm_eps
     self.img_in = NormDense(units, "silu", True, norm_eps, name="img_in")
     self.gru = NormDense(3 * deter, None, True, norm_eps, name="gru")
     self.img_out = NormDense(units, "silu", True, norm_eps, name="img_out")
@@ -88,6 +93,21 @@ class RSSM(keras.layers.Layer):
   def get_dist(self, state_or_logits):
     logits = state_or_logits["logits"] if isinstance(state_or_logits, dict) else state_or_logits
     return distributions.OneHotCategorical(logits, event_dims=1)
+
+  def kl_losses(self, post, prior, free_nats):
+    """The dynamics and representation losses of Eq. 5 (KL balancing with free bits).
+
+    ``dyn = max(free_nats, KL(sg(post) || prior))``, ``rep = max(free_nats, KL(post || sg(prior)))``,
+    each KL summed over the latents of every ``[B, T]`` step; the same in both generations (the
+    author's ``dreamerv3/rssm.py:RSSM.loss``), only their scales differ (2023: dyn 0.5, current: 1.0).
+
+    Returns:
+      ``(dyn, rep, kl_dyn, kl_rep)``: the clipped losses and the unclipped KLs.
+    """
+    sg = tf.stop_gradient
+    kl_dyn = self.get_dist(sg(post["logits"])).kl(self.get_dist(prior))
+    kl_rep = self.get_dist(post).kl(self.get_dist(sg(prior["logits"])))
+    return tf.maximum(kl_dyn, free_nats), tf.maximum(kl_rep, free_nats), kl_dyn, kl_rep
 
   def _stats(self, layer, x):
     logits = tf.cast(layer(x), tf.float32)
@@ -158,11 +178,15 @@ class RSSM(keras.layers.Layer):
     prev_state = {"deter": prev_state["deter"], "stoch": prev_state["stoch"]}
     prev_state, prev_action = self._reset(prev_state, tf.cast(prev_action, tf.float32), is_first, init)
     prior = self.img_step(prev_state, prev_action, None, sample=False)
-    x = self.obs_out.finish(self.obs_out.project(prior["deter"], 0, self.deter) + embed_proj)
-    dist = self._stats(self.obs_stats, x)
+    dist = self._posterior(prior["deter"], embed_proj)
     stoch = tf.cast(dist.sample(seed), self.compute_dtype)
     post = dict(deter=prior["deter"], stoch=stoch, logits=dist.logits)
     return post, prior
+
+  def _posterior(self, deter, embed_proj):
+    """``q(z_t | h_t, x_t)`` from ``deter`` and the :meth:`embed_projection` of the embedding."""
+    x = self.obs_out.finish(self.obs_out.project(deter, 0, self.deter) + embed_proj)
+    return self._stats(self.obs_stats, x)
 
   def observe(self, embed_BT, prev_action_BT, is_first_BT, seed, state=None):
     """Filters a batch of sequences with ``tf.scan`` over time.
