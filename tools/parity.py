@@ -85,13 +85,69 @@ def setup_reference(venv: pathlib.Path, python: str = "python3.11") -> None:
   if not (venv / "bin" / "python").exists():
     subprocess.run([python, "-m", "venv", str(venv)], check=True)
   pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+  left_out = set()
   for args in REFERENCE_PIP:
     print("+", shlex.join(["pip", "install", *args]), flush=True)
-    subprocess.run([*pip, *args], check=True)
+    out = subprocess.run([*pip, *args], capture_output=True, text=True)
+    shown, expected = split_pip_output(out.stdout + out.stderr)
+    if out.returncode:
+      shown = (out.stdout + out.stderr).splitlines()  # A real failure: everything pip said.
+    left_out.update(expected)
+    if shown:
+      print("\n".join(shown), flush=True)
+    if out.returncode:
+      raise SystemExit(f"error: pip install failed (exit {out.returncode})")
+  if left_out:
+    print(
+      f"note: pip reports dreamerv3 1.5.0's requirements {', '.join(sorted(left_out))} as not installed: "
+      "expected, they are left out on purpose (gym==0.19 does not build on Python 3.11, tensorflow-cpu only "
+      "feeds its TensorBoard writer, tensorflow-probability is installed --no-deps, crafter is not used)",
+      flush=True,
+    )
   out = subprocess.run(
     [str(venv / "bin" / "python"), "-c", REFERENCE_CHECK], check=True, capture_output=True, text=True, env=_ref_env()
   )
   print(f"reference venv ready at {venv} (jax {out.stdout.strip()})")
+
+
+# dreamerv3 1.5.0's own requirements that REFERENCE_PIP leaves out on purpose; pip's resolver names them
+# in an ERROR block after every install although the install succeeds.
+EXPECTED_MISSING = ("crafter", "gym", "tensorflow-cpu", "tensorflow_probability")
+_PIP_CONFLICT_HEADER = "ERROR: pip's dependency resolver does not currently take into account"
+_PIP_MISSING = re.compile(r"^dreamerv3 1\.5\.0 requires ([A-Za-z0-9_.-]+?)(?:[=<>!~].*)?, which is not installed\.$")
+
+
+def split_pip_output(text: str) -> tuple[list[str], list[str]]:
+  """pip's output lines to show, and the expected missing requirements (:data:`EXPECTED_MISSING`) of its
+  dependency-conflict block, which is left out when it names nothing else."""
+  lines = text.splitlines()
+  if not any(line.startswith(_PIP_CONFLICT_HEADER) for line in lines):
+    return lines, []
+  start = next(i for i, line in enumerate(lines) if line.startswith(_PIP_CONFLICT_HEADER))
+  end = start + 1
+  while end < len(lines) and lines[end] and not lines[end].startswith(("ERROR", "WARNING", "+")):
+    end += 1
+  matches = [_PIP_MISSING.match(line) for line in lines[start + 1 : end]]
+  names = [m.group(1) for m in matches if m]
+  if len(names) != end - start - 1 or not set(names) <= set(EXPECTED_MISSING):
+    return lines, []  # Something unexpected in the block: show all of it.
+  return lines[:start] + lines[end:], names
+
+
+# What the tool imports beyond dreamer_tf's own requirements, per command: setup.py's `parity` extra.
+TOOL_MODULES = {"run": ("matplotlib",), "report": ("matplotlib",)}
+
+
+def check_modules(modules: Sequence[str]) -> None:
+  """Exits with one line naming the fix when a module the tool needs is not installed."""
+  import importlib.util
+
+  missing = [name for name in modules if importlib.util.find_spec(name) is None]
+  if missing:
+    raise SystemExit(
+      f"error: tools/parity.py needs {', '.join(missing)}, not installed here: run "
+      "`pip install -e '.[parity]'` in dreamer_tf's checkout (the `parity` extra of setup.py)"
+    )
 
 
 def _ref_env() -> dict:
@@ -141,6 +197,30 @@ def total_steps(args: argparse.Namespace) -> int:
   reference's collection chunks of 100 steps (it only stops between chunks)."""
   steps = prefill_steps(args) + math.ceil(args.updates * args.batch_size * args.batch_length / args.train_ratio)
   return int(math.ceil(steps / 100) * 100)
+
+
+def expected_updates(args: argparse.Namespace) -> dict:
+  """The updates each side makes in :func:`total_steps`, after :func:`prefill_steps` of prefill.
+
+  dreamer_tf allows ``floor(steps since the prefill * train_ratio / replayed steps per update)``.
+  The reference's ``embodied.when.Ratio`` (its train script calls it after every env step of every
+  copy) returns 1 on its first call and starts counting from that step, so its first step after the
+  prefill trains once instead of ``train_ratio / replayed`` times: 15,993 updates where dreamer_tf makes
+  16,000 at 8 per step. The tool leaves this as it is (7 updates early in the run, a quirk of the
+  reference's counter that dreamer_tf does not copy); the report says both counts.
+  """
+  steps = total_steps(args) - prefill_steps(args)
+  per_step = args.train_ratio / (args.batch_size * args.batch_length)
+  ours = int(steps * per_step)
+  reference, prev = 0, None
+  for step in range(steps):  # embodied.when.Ratio.__call__, step by step.
+    if prev is None:
+      prev, repeats = step, 1
+    else:
+      repeats = int((step - prev) * per_step)
+      prev += repeats / per_step
+    reference += repeats
+  return {OURS: ours, REFERENCE: reference}
 
 
 def _has_model_key(name: str) -> bool:
@@ -519,12 +599,40 @@ def _inside(sides: dict, above_ok: bool) -> float | None:
   return round(hits / total, 3) if total else None
 
 
+_RUN_DIR = re.compile(rf"^({OURS}|{REFERENCE})_seed(\d+)$")
+
+
+def report_seeds(args: argparse.Namespace) -> list[int]:
+  """``args.seeds`` and every other seed with a run under ``args.runs`` made with the same settings
+  (its ``command.txt`` is this tool's command for it), so that ``run --seeds=3`` into a folder of
+  seeds 0-2 reports all four; runs of other settings are left out with a note."""
+  seeds = set(args.seeds)
+  for path in sorted(args.runs.iterdir()) if args.runs.is_dir() else ():
+    match = _RUN_DIR.match(path.name)
+    if not match or int(match.group(2)) in seeds or not (path / "command.txt").exists():
+      continue
+    side, seed = match.group(1), int(match.group(2))
+    build = ours_command if side == OURS else reference_command
+    # The interpreter may differ between sessions; the rest must be this tool's command for the seed.
+    if shlex.split((path / "command.txt").read_text())[1:] == build(args, seed, path)[1:]:
+      seeds.add(seed)
+    else:
+      print(f"note: {path} ran with other settings than these; left out of the report", flush=True)
+  return sorted(seeds)
+
+
 def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
-  """Reads the runs under ``args.out/runs`` and writes parity.json, returns.png and diagnostics.png."""
+  """Reads the runs under ``args.runs`` and writes parity.json, returns.png and diagnostics.png.
+
+  Every seed with a run of these settings under ``args.runs`` is reported, not only ``args.seeds``
+  (:func:`report_seeds`)."""
   args.out.mkdir(parents=True, exist_ok=True)
+  seeds = report_seeds(args)
+  if seeds != sorted(args.seeds):
+    print(f"report: seeds {','.join(map(str, seeds))} (the runs of these settings under {args.runs})", flush=True)
   data = {OURS: {}, REFERENCE: {}}
   for side, loader in ((OURS, load_ours), (REFERENCE, load_reference)):
-    for seed in args.seeds:
+    for seed in seeds:
       logdir = run_dir(args, side, seed)
       if logdir.exists():
         data[side][seed] = loader(logdir, args)
@@ -537,9 +645,13 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
   returns = _binned_sides(data, lambda run: run["episodes"], step_edges)
   max_updates = min(run["updates"] for runs in data.values() for run in runs.values())
   update_edges = np.linspace(0, max(1, max_updates), args.update_bins + 1)
-  diagnostics = {}
+  # Finer bins over the first updates, where the KL falls fastest (hidden inside the first of 10 bins).
+  early_edges = np.linspace(0, max(1, min(args.early_updates, max_updates)), args.early_bins + 1)
+  diagnostics, early = {}, {}
   for label, _, _ in METRICS:
-    diagnostics[label] = _binned_sides(data, lambda run, label=label: run["series"][label], update_edges)
+    series = lambda run, label=label: run["series"][label]
+    diagnostics[label] = _binned_sides(data, series, update_edges)
+    early[label] = _binned_sides(data, series, early_edges)
 
   summary = {}
   for side, runs in data.items():
@@ -578,7 +690,11 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
     )
   }
   settings.update(
-    seeds=list(args.seeds), steps=steps, prefill_steps=prefill_steps(args), reference_task=reference_task(args.task)
+    seeds=seeds,
+    steps=steps,
+    prefill_steps=prefill_steps(args),
+    expected_updates=expected_updates(args),
+    reference_task=reference_task(args.task),
   )
   result = {
     "settings": settings,
@@ -592,6 +708,10 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
     },
     "diagnostics_inside_reference_range": {
       label: _inside(sides, above_ok=False) for label, sides in diagnostics.items()
+    },
+    "diagnostics_early": {"update_bins": _floats((early_edges[:-1] + early_edges[1:]) / 2), **early},
+    "diagnostics_early_inside_reference_range": {
+      label: _inside(sides, above_ok=False) for label, sides in early.items()
     },
     **(extra or {}),
   }
@@ -654,12 +774,19 @@ def _draw(args: argparse.Namespace, result: dict) -> None:
   fig.savefig(args.out / "returns.png")
   plt.close(fig)
 
+  _draw_diagnostics(result, "diagnostics", setting, args.out / "diagnostics.png")
+  _draw_diagnostics(result, "diagnostics_early", setting + ", first updates", args.out / "diagnostics_early.png")
+
+
+def _draw_diagnostics(result: dict, key: str, setting: str, path: pathlib.Path) -> None:
+  import matplotlib.pyplot as plt
+
   labels = [label for label, _, _ in METRICS]
   cols = 4
   fig, axes = plt.subplots(math.ceil(len(labels) / cols), cols, figsize=(16, 10), dpi=90)
-  x = result["diagnostics"]["update_bins"]
+  x = result[key]["update_bins"]
   for ax, label in zip(axes.flat, labels):
-    _draw_band(ax, x, result["diagnostics"][label], result)
+    _draw_band(ax, x, result[key][label], result)
     ax.set_title(label, fontsize=10)
     ax.set_xlabel("updates", fontsize=8)
     ax.grid(alpha=0.3)
@@ -669,7 +796,7 @@ def _draw(args: argparse.Namespace, result: dict) -> None:
   fig.legend(handles, names, loc="lower right", frameon=False, fontsize=10)
   fig.suptitle(setting + "; bands: min-max over seeds", fontsize=10)
   fig.tight_layout(rect=(0, 0.03, 1, 0.97))
-  fig.savefig(args.out / "diagnostics.png")
+  fig.savefig(path)
   plt.close(fig)
 
 
@@ -744,6 +871,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--return_bins", type=int, default=10)
     p.add_argument("--update_bins", type=int, default=10)
+    p.add_argument("--early_updates", type=int, default=200, help="finer bins over these first updates")
+    p.add_argument("--early_bins", type=int, default=4, help="bins over the first --early_updates")
   args = parser.parse_args(argv)
   if args.command == "setup-reference":
     return args
@@ -759,8 +888,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   if not check:
     if args.repeat is None:
       args.repeat = 2 if _suite(args.task) == "dmc" else 1
-    if min(args.envs, args.parallel, args.threads, args.repeat) < 1 or args.train_ratio <= 0:
-      parser.error("--envs, --parallel, --threads and --repeat must be at least 1 and --train_ratio positive")
+    if min(args.envs, args.parallel, args.threads, args.repeat, args.early_updates, args.early_bins) < 1:
+      parser.error("--envs, --parallel, --threads, --repeat, --early_updates and --early_bins must be at least 1")
+    if args.train_ratio <= 0:
+      parser.error("--train_ratio must be positive")
     args.runs = (args.runs or args.out / "runs").resolve()
   return args
 
@@ -770,6 +901,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.command == "setup-reference":
     setup_reference(args.venv.resolve(), args.python)
     return 0
+  check_modules(TOOL_MODULES.get(args.command, ()))
   if args.command == "check-update":
     reason = reference_missing(args.reference_venv)
     if reason:
@@ -781,13 +913,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return parity_update.check_update(args, args.reference_venv / "bin" / "python", _run_env(1))
   extra = run_all(args) if args.command == "run" else None
   result = report(args, extra)
+  expected = result["settings"]["expected_updates"]
   for side, info in result["sides"].items():
     print(
       f"{side}: {info['seconds_per_update']} s/update, params {info.get('params')}, updates {info['updates_per_seed']}"
+      f" (expected {expected[side]})"
     )
+  early = result["diagnostics_early"]
+  for label in ("dynamics loss", "posterior entropy"):
+    for side in (s for s in SIDES if s in early[label]):
+      cells = "  ".join(f"{x:g}: {m}" for x, m in zip(early["update_bins"], early[label][side]["mean"]))
+      print(f"first updates, {label}, {side} seed means: {cells}")
   for side, reason in result.get("skipped", {}).items():
     print(f"{side} skipped: {reason}")
-  print(f"wrote {args.out / 'parity.json'}, {args.out / 'returns.png'}, {args.out / 'diagnostics.png'}")
+  print(f"wrote {args.out / 'parity.json'}, returns.png, diagnostics.png and diagnostics_early.png there")
   return 0
 
 
