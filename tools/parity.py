@@ -477,11 +477,14 @@ def load_ours(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
     updates = int(row["train/updates"])
     if updates <= prev:
       continue
-    x = (prev + updates) / 2
+    # A row is the mean over the updates since the last one (about a second of them: 1 to 100+ at a
+    # time; the first row, written after tracing and compiling, holds only a few). Each of its updates
+    # gets the row's value, so that a bin's mean weighs every update once, as the reference's per-update
+    # rows do; one point per row would weigh the first few updates' high KL like a hundred later ones.
     for label, key, _ in METRICS:
       value = _metric(row, key, _OURS_LOSS, "train/")
       if value is not None:
-        series[label].append((x, value))
+        series[label].extend((float(x), value) for x in range(prev + 1, updates + 1))
     fps = row.get("fps/train", 0.0)
     if prev >= WARMUP_UPDATES and fps:
       secs += (updates - prev) * replayed / fps
@@ -846,6 +849,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "--own_init", action="store_true", help="each side initialises itself (--init_seeds), compared by seed means"
   )
   check.add_argument("--init_seeds", type=_seeds, default=list(range(1, 11)), help="with --own_init")
+  check.add_argument(
+    "--sampled",
+    action="store_true",
+    help="each side's own latent samplers (--sample_seeds) from the same parameters, compared by seed means",
+  )
+  check.add_argument("--sample_seeds", type=_seeds, default=list(range(1, 11)), help="with --sampled")
   model_and_batch(check)
   for name in ("run", "report"):
     p = sub.add_parser(name, help="train both sides, then report" if name == "run" else "redraw the report")

@@ -174,6 +174,20 @@ def test_the_report_has_finer_bins_over_the_first_updates():
     parity.parse_args(["run", *_TINY, "--out=/tmp/x", "--early_bins=0"])
 
 
+def test_each_logged_update_weighs_once_in_the_bins(tmp_path):
+  """dreamer_tf logs the mean of the updates since its last row (the first row after compiling holds a
+  few, later ones a second's worth); a bin's mean must weigh every update once, as the reference's
+  per-update rows do, not every row once (that put the first few updates' high KL at a bin's weight)."""
+  args = parity.parse_args(["report", *_TINY, f"--out={tmp_path}"])
+  rows = [{"step": 10, "train/updates": 2, "train/model_loss": 3.0, "train/dyn_loss": 1.5}]
+  rows.append({"step": 12, "train/updates": 100, "train/model_loss": 1.0, "train/dyn_loss": 1.0})
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  run = parity.load_ours(tmp_path, args)
+  assert run["updates"] == 100 and len(run["series"]["dynamics loss"]) == 100
+  sides = parity._binned_sides({parity.OURS: {0: run}}, lambda r: r["series"]["dynamics loss"], np.array([0, 100.0]))
+  assert sides[parity.OURS]["mean"] == [pytest.approx((2 * 1.5 + 98 * 1.0) / 100)]
+
+
 @pytest.mark.slow
 def test_tiny_side_by_side_run_writes_the_json(tmp_path):
   out = tmp_path / "parity"
