@@ -327,7 +327,7 @@ def reference_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path)
     "--run.log_every",
     "120",
     "--run.save_every",
-    "1e9",
+    "-1" if getattr(args, "save_replay", False) else "1e9",
   ]
   return command
 
@@ -538,6 +538,94 @@ def ours_params(args: argparse.Namespace) -> dict:
   counts = json.loads(out.stdout.strip().splitlines()[-1])
   cache.write_text(json.dumps(counts))
   return counts
+
+
+# --- what collection wrote (replay-stats) -------------------------------------------------------
+
+
+def replay_steps(side: str, logdir: pathlib.Path) -> dict | None:
+  """The steps of a run's saved replay, the first environment's stream in order (None if none saved):
+  ``reward``, ``is_first``, ``is_last``, ``is_terminal`` and ``action`` (discrete actions as indices,
+  -1 where the reference stored a zero vector).
+
+  dreamer_tf's is in its last checkpoint (``checkpoints/ckpt-*/replay``), the reference's in
+  ``replay/`` as chunks of its saver (``run --save_replay`` saves after every collection round; a
+  chunk saved again under the same id is read from its longest file)."""
+  keys = ("reward", "is_first", "is_last", "is_terminal", "action")
+  if side == OURS:
+    checkpoints = sorted((logdir / "checkpoints").glob("ckpt-*/replay/manifest.json"))
+    if not checkpoints:
+      return None
+    manifest = json.loads(checkpoints[-1].read_text())
+    parts = []
+    for chunk in sorted(manifest["chunks"], key=lambda c: c["index"]):
+      with np.load(checkpoints[-1].parent / chunk["file"]) as data:
+        parts.append({k: data[f"{k}|raw"][0, : chunk["length"]] for k in keys})
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+  files = {}
+  for path in (logdir / "replay").glob("*.npz"):
+    stamp, uuid, _, length = path.stem.split("-")
+    if int(length) > files.get(uuid, (None, -1, None))[1]:
+      files[uuid] = (stamp, int(length), path)
+  if not files:
+    return None
+  parts = []
+  for _, length, path in sorted(files.values()):  # By creation time: one stream with one env.
+    with np.load(path) as data:
+      parts.append({k: data[k][:length] for k in keys})
+  steps = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+  if steps["action"].ndim == 2 and set(np.unique(steps["action"])) <= {0.0, 1.0}:  # One-hot (discrete).
+    steps["action"] = np.where(steps["action"].any(-1), steps["action"].argmax(-1), -1)
+  return steps
+
+
+def replay_stats(steps: dict, prefill: int) -> dict:
+  """What collection wrote: episode boundaries, rewards at resets, and the actions of the random prefill
+  and of the policy (the action stored at a last step is never executed; listed apart)."""
+  first, last, action = steps["is_first"].astype(bool), steps["is_last"].astype(bool), steps["action"]
+  out = {
+    "steps": len(first),
+    "first_step_is_first": bool(first[0]),
+    "episodes_started": int(first.sum()),
+    "is_last": int(last.sum()),
+    "is_terminal": int(steps["is_terminal"].sum()),
+    "terminal_only_on_last": bool((last | ~steps["is_terminal"].astype(bool)).all()),
+    "every_last_followed_by_first": bool(first[1:][last[:-1]].all()),
+    "reward_on_first_steps": sorted({round(float(r), 6) for r in steps["reward"][first]}),
+  }
+  discrete = np.issubdtype(action.dtype, np.integer)
+  if discrete:
+    out["action_on_last_steps"] = sorted({int(a) for a in action[last]})
+    out["first_action_of_episodes"] = np.bincount(action[first][action[first] >= 0]).tolist()
+  for phase, index in (("prefill", np.arange(len(first)) < prefill), ("policy", np.arange(len(first)) >= prefill)):
+    executed = action[index & ~last]
+    if not len(executed):
+      continue
+    if discrete:
+      counts = np.bincount(executed[executed >= 0])
+      out[f"{phase}_action_fractions"] = [round(c / counts.sum(), 4) for c in counts]
+    else:
+      executed = executed.reshape(len(executed), -1).astype(np.float64)
+      out[f"{phase}_action_mean"] = _floats(executed.mean(0))
+      out[f"{phase}_action_std"] = _floats(executed.std(0))
+      out[f"{phase}_action_outside_unit_box"] = round(float((np.abs(executed) > 1).mean()), 4)
+      out[f"{phase}_action_abs_max"] = round(float(np.abs(executed).max()), 4)
+  return out
+
+
+def replay_report(args: argparse.Namespace) -> dict:
+  """``replay-stats``: :func:`replay_stats` of every run's saved replay into ``<out>/replay_stats.json``."""
+  result = {}
+  for side in SIDES:
+    for seed in report_seeds(args):
+      steps = replay_steps(side, run_dir(args, side, seed))
+      if steps is not None:
+        result.setdefault(side, {})[str(seed)] = replay_stats(steps, prefill_steps(args))
+  if not result:
+    raise SystemExit(f"error: no saved replay under {args.runs} (run with --save_replay)")
+  args.out.mkdir(parents=True, exist_ok=True)
+  (args.out / "replay_stats.json").write_text(json.dumps(result, indent=1) + "\n")
+  return result
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -856,8 +944,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   )
   check.add_argument("--sample_seeds", type=_seeds, default=list(range(1, 11)), help="with --sampled")
   model_and_batch(check)
-  for name in ("run", "report"):
-    p = sub.add_parser(name, help="train both sides, then report" if name == "run" else "redraw the report")
+  helps = {
+    "run": "train both sides, then report",
+    "report": "redraw the report",
+    "replay-stats": "what collection wrote into each run's saved replay (runs made with --save_replay)",
+  }
+  for name, text in helps.items():
+    p = sub.add_parser(name, help=text)
     p.add_argument("--task", required=True, help="dmcproprio_<domain>_<task> or gym_<id>")
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
     p.add_argument("--updates", type=int, required=True, help="updates after the prefill (sets the steps)")
@@ -882,6 +975,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--update_bins", type=int, default=10)
     p.add_argument("--early_updates", type=int, default=200, help="finer bins over these first updates")
     p.add_argument("--early_bins", type=int, default=4, help="bins over the first --early_updates")
+    p.add_argument(
+      "--save_replay",
+      action="store_true",
+      help="the reference saves its replay after every collection round (for replay-stats; dreamer_tf's "
+      "last checkpoint holds its own)",
+    )
   args = parser.parse_args(argv)
   if args.command == "setup-reference":
     return args
@@ -920,6 +1019,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import parity_update
 
     return parity_update.check_update(args, args.reference_venv / "bin" / "python", _run_env(1))
+  if args.command == "replay-stats":
+    for side, runs in replay_report(args).items():
+      for seed, stats in runs.items():
+        print(f"{side} seed {seed}: {json.dumps(stats)}")
+    print(f"wrote {args.out / 'replay_stats.json'}")
+    return 0
   extra = run_all(args) if args.command == "run" else None
   result = report(args, extra)
   expected = result["settings"]["expected_updates"]

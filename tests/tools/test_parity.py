@@ -188,11 +188,30 @@ def test_each_logged_update_weighs_once_in_the_bins(tmp_path):
   assert sides[parity.OURS]["mean"] == [pytest.approx((2 * 1.5 + 98 * 1.0) / 100)]
 
 
+def test_replay_stats_show_what_collection_wrote():
+  steps = {
+    "reward": np.array([0.0, 1.0, 0.5, 0.0, 1.0], np.float32),
+    "is_first": np.array([True, False, False, True, False]),
+    "is_last": np.array([False, False, True, False, False]),
+    "is_terminal": np.array([False, False, True, False, False]),
+    "action": np.array([0, 1, 2, 1, 1], np.int32),
+  }
+  stats = parity.replay_stats(steps, prefill=3)
+  assert stats["every_last_followed_by_first"] and stats["terminal_only_on_last"]
+  assert stats["reward_on_first_steps"] == [0.0] and stats["action_on_last_steps"] == [2]
+  assert stats["prefill_action_fractions"] == [0.5, 0.5] and stats["policy_action_fractions"] == [0.0, 1.0]
+  steps["reward"][3] = 0.25  # A reward written on arriving at a reset shows.
+  assert parity.replay_stats(steps, prefill=3)["reward_on_first_steps"] == [0.0, 0.25]
+  box = dict(steps, action=np.array([[0.5], [-1.5], [1.0], [2.0], [0.0]], np.float32))
+  stats = parity.replay_stats(box, prefill=3)
+  assert stats["prefill_action_outside_unit_box"] == 0.5 and stats["policy_action_abs_max"] == 2.0
+
+
 @pytest.mark.slow
 def test_tiny_side_by_side_run_writes_the_json(tmp_path):
   out = tmp_path / "parity"
   result = subprocess.run(
-    [sys.executable, str(_TOOLS / "parity.py"), "run", *_TINY, f"--out={out}"],
+    [sys.executable, str(_TOOLS / "parity.py"), "run", *_TINY, "--save_replay", f"--out={out}"],
     capture_output=True,
     text=True,
     timeout=600,
@@ -207,8 +226,12 @@ def test_tiny_side_by_side_run_writes_the_json(tmp_path):
   assert (out / "returns.png").stat().st_size > 0 and (out / "diagnostics.png").stat().st_size > 0
   assert (out / "diagnostics_early.png").stat().st_size > 0
   assert len(report["diagnostics_early"]["update_bins"]) == 2 and report["diagnostics_early"]["model loss"]
-  expected = parity.expected_updates(parity.parse_args(["run", *_TINY, f"--out={out}"]))
-  assert report["settings"]["expected_updates"] == expected
+  args = parity.parse_args(["replay-stats", *_TINY, "--save_replay", f"--out={out}"])
+  assert report["settings"]["expected_updates"] == parity.expected_updates(args)
+  written = parity.replay_report(args)  # What collection wrote, read back from each side's saved replay.
+  for stats in (runs["0"] for runs in written.values()):
+    assert stats["first_step_is_first"] and stats["every_last_followed_by_first"]
+    assert stats["reward_on_first_steps"] == [0.0] and stats["steps"] >= parity.prefill_steps(args)
   reason = parity.reference_missing(parity.DEFAULT_VENV)
   if reason:
     assert report["skipped"]["reference"] == reason
@@ -218,6 +241,7 @@ def test_tiny_side_by_side_run_writes_the_json(tmp_path):
   assert ref["updates_per_seed"]["0"] >= 4
   assert ref["params"] == ours["params"]  # Same size on both sides: the counts match exactly.
   assert report["diagnostics"]["model loss"]["reference"]["mean"]
+  assert set(written) == {parity.OURS, parity.REFERENCE}
 
 
 # --- check-update: the world-model update number for number ---------------------------------------
