@@ -712,6 +712,21 @@ def report_seeds(args: argparse.Namespace) -> list[int]:
   return sorted(seeds)
 
 
+def _welch(sides: dict) -> list | None:
+  """Per bin, Welch's t of dreamer_tf's seed mean minus the reference's (None with under 2 seeds a side)."""
+  if OURS not in sides or REFERENCE not in sides:
+    return None
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+  from parity_update import welch_t
+
+  out = []
+  for i in range(len(sides[OURS]["mean"])):
+    a, b = ([v[i] for v in sides[side]["seeds"].values() if v[i] is not None] for side in SIDES)
+    t = welch_t(a, b) if min(len(a), len(b)) > 1 else float("nan")
+    out.append(round(t, 2) if np.isfinite(t) else None)
+  return out
+
+
 def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
   """Reads the runs under ``args.runs`` and writes parity.json, returns.png and diagnostics.png.
 
@@ -804,6 +819,7 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
     "diagnostics_early_inside_reference_range": {
       label: _inside(sides, above_ok=False) for label, sides in early.items()
     },
+    "diagnostics_early_welch_t": {label: _welch(sides) for label, sides in early.items()},
     **(extra or {}),
   }
   result["commands"], result["dreamer_tf_source"] = {}, {}
@@ -943,6 +959,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     help="each side's own latent samplers (--sample_seeds) from the same parameters, compared by seed means",
   )
   check.add_argument("--sample_seeds", type=_seeds, default=list(range(1, 11)), help="with --sampled")
+  check.add_argument("--jit_compile", action="store_true", help="compile dreamer_tf's update with XLA")
   model_and_batch(check)
   helps = {
     "run": "train both sides, then report",
@@ -1038,6 +1055,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for side in (s for s in SIDES if s in early[label]):
       cells = "  ".join(f"{x:g}: {m}" for x, m in zip(early["update_bins"], early[label][side]["mean"]))
       print(f"first updates, {label}, {side} seed means: {cells}")
+    if result["diagnostics_early_welch_t"][label]:
+      print(f"first updates, {label}, Welch's t: {result['diagnostics_early_welch_t'][label]}")
   for side, reason in result.get("skipped", {}).items():
     print(f"{side} skipped: {reason}")
   print(f"wrote {args.out / 'parity.json'}, returns.png, diagnostics.png and diagnostics_early.png there")

@@ -237,11 +237,13 @@ def run_ours(
   experience["obs"] = {"vector": tf.constant(batch["vector"])}
   model_vars = wm.trainable_variables
 
-  @tf.function
+  compile_xla = bool(getattr(args, "jit_compile", False))  # As the training loop's --jit_compile does.
+
+  @tf.function(jit_compile=compile_xla)
   def full_update():  # DreamerAgent._train: world model, then actor and critic in imagination.
     return agent._train(experience).extra
 
-  @tf.function
+  @tf.function(jit_compile=compile_xla)
   def update():
     data = agent.preprocess(experience)
     seed = agent._rng.make_seeds(1)[:, 0]  # A fresh seed per update, as DreamerAgent._train draws them.
@@ -276,7 +278,7 @@ def compare(ours: list[dict], reference: list[dict], rtol: float, atol: float) -
 
 
 SIZE_ARGS = ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
-SETTINGS = ("batch_size", "batch_length", "seed", "updates", "agree", "rtol", "atol", "full")
+SETTINGS = ("batch_size", "batch_length", "seed", "updates", "agree", "rtol", "atol", "full", "jit_compile")
 
 
 def reference_updates(
@@ -348,11 +350,16 @@ def welch_table(sides: dict, columns: Sequence[tuple]) -> dict:
     table[name] = {}
     for label, start, stop in columns:
       a, b = (np.array([np.mean([row[name] for row in run[start:stop]]) for run in sides[k]]) for k in SIDE_NAMES)
-      spread = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) if min(len(a), len(b)) > 1 else 0.0
-      gap = float(a.mean() - b.mean())
-      t = gap / spread if spread > 0 else (0.0 if gap == 0 else float("nan"))
-      table[name][label] = {"dreamer_tf": float(a.mean()), "reference": float(b.mean()), "welch_t": t}
+      table[name][label] = {"dreamer_tf": float(a.mean()), "reference": float(b.mean()), "welch_t": welch_t(a, b)}
   return table
+
+
+def welch_t(a: Sequence[float], b: Sequence[float]) -> float:
+  """Welch's t of ``mean(a) - mean(b)`` (0 for equal means without spread, nan for a gap without spread)."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  spread = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) if min(len(a), len(b)) > 1 else 0.0
+  gap = float(a.mean() - b.mean())
+  return gap / spread if spread > 0 else (0.0 if gap == 0 else float("nan"))
 
 
 SIDE_NAMES = ("dreamer_tf", "reference")
@@ -390,7 +397,8 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
   table = welch_table(sides, columns)
   mode = "+".join(m for m, on in (("own_init", args.own_init), ("sampled", args.sampled)) if on)
   result = dict(task=args.task, mode=mode, seeds=list(seeds), updates=args.updates, at_updates=table, runs=sides)
-  result["settings"] = {k: getattr(args, k) for k in (*SIZE_ARGS, "batch_size", "batch_length", "seed", "full")}
+  names = (*SIZE_ARGS, "batch_size", "batch_length", "seed", "full", "jit_compile")
+  result["settings"] = {k: getattr(args, k) for k in names}
   path = args.out / ("own_init.json" if mode == "own_init" else f"{mode.replace('+', '_')}.json")
   path.write_text(json.dumps(result, indent=1))
   for name, cells in table.items():

@@ -188,6 +188,15 @@ def test_each_logged_update_weighs_once_in_the_bins(tmp_path):
   assert sides[parity.OURS]["mean"] == [pytest.approx((2 * 1.5 + 98 * 1.0) / 100)]
 
 
+def test_welch_t_of_seed_means():
+  assert parity_update.welch_t([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 0.0
+  # Means 2 and 4, variances 1 and 4 over 3 seeds each: t = -2 / sqrt(1/3 + 4/3).
+  assert parity_update.welch_t([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx(-2 / np.sqrt(5 / 3))
+  sides = {parity.OURS: {"mean": [2.0], "seeds": {"0": [1.0], "1": [3.0]}}}
+  sides[parity.REFERENCE] = {"mean": [2.0], "seeds": {"0": [2.0], "1": [2.0], "2": [None]}}
+  assert parity._welch(sides) == [0.0]
+
+
 def test_replay_stats_show_what_collection_wrote():
   steps = {
     "reward": np.array([0.0, 1.0, 0.5, 0.0, 1.0], np.float32),
@@ -226,6 +235,7 @@ def test_tiny_side_by_side_run_writes_the_json(tmp_path):
   assert (out / "returns.png").stat().st_size > 0 and (out / "diagnostics.png").stat().st_size > 0
   assert (out / "diagnostics_early.png").stat().st_size > 0
   assert len(report["diagnostics_early"]["update_bins"]) == 2 and report["diagnostics_early"]["model loss"]
+  assert "model loss" in report["diagnostics_early_welch_t"]
   args = parity.parse_args(["replay-stats", *_TINY, "--save_replay", f"--out={out}"])
   assert report["settings"]["expected_updates"] == parity.expected_updates(args)
   written = parity.replay_report(args)  # What collection wrote, read back from each side's saved replay.
