@@ -960,6 +960,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   )
   check.add_argument("--sample_seeds", type=_seeds, default=list(range(1, 11)), help="with --sampled")
   check.add_argument("--jit_compile", action="store_true", help="compile dreamer_tf's update with XLA")
+  check.add_argument(
+    "--batches",
+    type=int,
+    default=1,
+    help="a shared replay: this many different batches from one stream, update i on batch i mod N",
+  )
   model_and_batch(check)
   helps = {
     "run": "train both sides, then report",
@@ -1005,7 +1011,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   if check and not args.task.startswith("gym_"):
     parser.error(f"--task={args.task}: check-update takes a gymnasium task, gym_<id> (e.g. gym_CartPole-v1)")
   sizes = ("updates", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
-  for name in (*sizes, "batch_size", "batch_length", *(("agree",) if check else ())):
+  for name in (*sizes, "batch_size", "batch_length", *(("agree", "batches") if check else ())):
     if getattr(args, name) < 1:
       parser.error(f"--{name}={getattr(args, name)} must be at least 1")
   args.reference_venv = args.reference_venv.resolve()

@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--discrete", action="store_true", help="the action is one-hot over a discrete space")
   p.add_argument("--full", action="store_true", help="the whole agent update: world model, actor and critic")
+  p.add_argument("--batches", type=int, default=1, help="the file holds this many batches; update i takes i mod N")
   p.add_argument(
     "--sample_seeds",
     default="",
@@ -97,7 +98,7 @@ def main(argv=None) -> None:
     "encoder.mlp_units": args.mlp_units,
     "decoder.mlp_layers": args.mlp_layers,
     "decoder.mlp_units": args.mlp_units,
-    "batch_size": batch["reward"].shape[0],
+    "batch_size": batch["reward"].shape[0] // args.batches,
     "batch_length": batch["reward"].shape[1],
     "seed": args.seed,
     "jax.platform": "cpu",
@@ -135,11 +136,13 @@ def main(argv=None) -> None:
     return metrics
 
   update = jax.jit(nj.pure(agent_update if args.full else world_model_update))
-  data = {k: jnp.asarray(v) for k, v in batch.items()}
+  size = batch["reward"].shape[0] // args.batches
+  datas = [{k: jnp.asarray(v[i * size : (i + 1) * size]) for k, v in batch.items()} for i in range(args.batches)]
 
   def run(rng, split):
     varibs, rows = dict(agent.varibs), []
-    for _ in range(args.updates):
+    for step in range(args.updates):
+      data = datas[step % args.batches]
       if split:  # A fresh key per update, as its agent draws one per train call.
         rng, key = jax.random.split(rng)
       else:

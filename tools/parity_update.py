@@ -233,18 +233,23 @@ def run_ours(
       raise SystemExit(f"error: reference parameter {name} is {got}, dreamer_tf's is {tuple(variable.shape)}")
     variable.assign(params[name])
 
-  experience = {k: tf.constant(v) for k, v in batch.items() if k != "vector"}
-  experience["obs"] = {"vector": tf.constant(batch["vector"])}
+  size = len(batch["reward"]) // args.batches  # Update i trains on batch i mod --batches.
+  experiences = []
+  for i in range(args.batches):
+    part = {k: v[i * size : (i + 1) * size] for k, v in batch.items()}
+    experience = {k: tf.constant(v) for k, v in part.items() if k != "vector"}
+    experience["obs"] = {"vector": tf.constant(part["vector"])}
+    experiences.append(experience)
   model_vars = wm.trainable_variables
 
   compile_xla = bool(getattr(args, "jit_compile", False))  # As the training loop's --jit_compile does.
 
   @tf.function(jit_compile=compile_xla)
-  def full_update():  # DreamerAgent._train: world model, then actor and critic in imagination.
+  def full_update(experience):  # DreamerAgent._train: world model, then actor and critic in imagination.
     return agent._train(experience).extra
 
   @tf.function(jit_compile=compile_xla)
-  def update():
+  def update(experience):
     data = agent.preprocess(experience)
     seed = agent._rng.make_seeds(1)[:, 0]  # A fresh seed per update, as DreamerAgent._train draws them.
     with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -259,7 +264,7 @@ def run_ours(
     distributions.BoundedNormal.sample = _mean_sample
   try:
     step = full_update if args.full else update
-    return [{k: float(v) for k, v in step().items()} for _ in range(args.updates)]
+    return [{k: float(v) for k, v in step(experiences[i % args.batches]).items()} for i in range(args.updates)]
   finally:
     distributions.OneHotCategorical.sample, distributions.BoundedNormal.sample = samplers
 
@@ -278,7 +283,7 @@ def compare(ours: list[dict], reference: list[dict], rtol: float, atol: float) -
 
 
 SIZE_ARGS = ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
-SETTINGS = ("batch_size", "batch_length", "seed", "updates", "agree", "rtol", "atol", "full", "jit_compile")
+SETTINGS = ("batch_size", "batch_length", "batches", "seed", "updates", "agree", "rtol", "atol", "full", "jit_compile")
 
 
 def reference_updates(
@@ -291,6 +296,7 @@ def reference_updates(
   cmd += ["--discrete"] if actions else []
   cmd += ["--full"] if args.full else []
   cmd += [f"--sample_seeds={','.join(map(str, sample_seeds))}"] if sample_seeds else []
+  cmd += [f"--batches={args.batches}"]
   log = args.out / "reference.log"
   with open(log, "w") as f:
     code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
@@ -305,7 +311,8 @@ def reference_updates(
 def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: dict) -> int:
   """Runs both sides; returns the exit code (1 when they part before ``args.agree`` updates)."""
   args.out.mkdir(parents=True, exist_ok=True)
-  batch, actions = collect_batch(args.task[len("gym_") :], args.batch_size, args.batch_length, args.seed)
+  windows = args.batch_size * args.batches  # --batches: one stream, different windows per batch.
+  batch, actions = collect_batch(args.task[len("gym_") :], windows, args.batch_length, args.seed)
   np.savez(args.out / "batch.npz", **reference_batch(batch, actions))
   if args.own_init or args.sampled:
     return compare_seeds(args, reference_python, env, batch, actions)
@@ -397,7 +404,7 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
   table = welch_table(sides, columns)
   mode = "+".join(m for m, on in (("own_init", args.own_init), ("sampled", args.sampled)) if on)
   result = dict(task=args.task, mode=mode, seeds=list(seeds), updates=args.updates, at_updates=table, runs=sides)
-  names = (*SIZE_ARGS, "batch_size", "batch_length", "seed", "full", "jit_compile")
+  names = (*SIZE_ARGS, "batch_size", "batch_length", "batches", "seed", "full", "jit_compile")
   result["settings"] = {k: getattr(args, k) for k in names}
   path = args.out / ("own_init.json" if mode == "own_init" else f"{mode.replace('+', '_')}.json")
   path.write_text(json.dumps(result, indent=1))

@@ -396,6 +396,15 @@ def test_check_update_matches_the_reference_number_for_number(tmp_path):
     assert ours == pytest.approx(reference, rel=1e-5)
 
 
+def test_check_update_on_a_shared_replay_of_several_batches(tmp_path):
+  """``--batches=3``: update i of both sides trains on batch i mod 3 of one stream; a side that took
+  another batch would differ from update 1 on."""
+  report = _check_update(tmp_path, "--task=gym_CartPole-v1", "--updates=6", "--agree=6", "--batches=3")
+  assert report["passed"] and report["settings"]["batches"] == 3
+  losses = [row["model_loss"][0] for row in report["updates"]]
+  assert len(set(losses)) == 6  # Different batches (and parameters) at every update.
+
+
 def test_full_agent_update_matches_the_reference(tmp_path):
   """World model, then actor and critic in imagination: argmax ties of the near-uniform imagined
   latents flip now and then on one side, so these agree to 1e-2 (the world model still to 1e-5)."""
