@@ -20,6 +20,9 @@ BSUITE = ["bsuite==0.3.6"]
 # gym3 (from procgen-mirror) needs cffi<2 and glfw<2: constraints.txt pins cffi 1.17.1, cryptography
 # 45.0.7 (google-auth needs >=38.0.3; 46.0.1 and later need cffi 2) and glfw 1.12.0. See BUILD.md.
 PROCGEN = ["procgen-mirror==0.10.7"]
+# tools/parity.py (the side-by-side with the 2023 code) draws its figures with matplotlib; the tool checks
+# these imports at start-up and names this extra (docs/parity.md).
+PARITY = ["matplotlib>=3.8"]
 
 setup(
   name="dreamer_tf",
@@ -53,7 +56,8 @@ setup(
   extras_require={
     "bsuite": BSUITE,
     "procgen": PROCGEN,
-    "test": ["pytest>=8", "ruff>=0.6", *BSUITE, *PROCGEN, "matplotlib>=3.8"],
+    "parity": PARITY,
+    "test": ["pytest>=8", "ruff>=0.6", *BSUITE, *PROCGEN, *PARITY],
   },
   entry_points={"console_scripts": ["dreamer-tf=dreamer_tf.main:run"]},
 )

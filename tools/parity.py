@@ -85,13 +85,69 @@ def setup_reference(venv: pathlib.Path, python: str = "python3.11") -> None:
   if not (venv / "bin" / "python").exists():
     subprocess.run([python, "-m", "venv", str(venv)], check=True)
   pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+  left_out = set()
   for args in REFERENCE_PIP:
     print("+", shlex.join(["pip", "install", *args]), flush=True)
-    subprocess.run([*pip, *args], check=True)
+    out = subprocess.run([*pip, *args], capture_output=True, text=True)
+    shown, expected = split_pip_output(out.stdout + out.stderr)
+    if out.returncode:
+      shown = (out.stdout + out.stderr).splitlines()  # A real failure: everything pip said.
+    left_out.update(expected)
+    if shown:
+      print("\n".join(shown), flush=True)
+    if out.returncode:
+      raise SystemExit(f"error: pip install failed (exit {out.returncode})")
+  if left_out:
+    print(
+      f"note: pip reports dreamerv3 1.5.0's requirements {', '.join(sorted(left_out))} as not installed: "
+      "expected, they are left out on purpose (gym==0.19 does not build on Python 3.11, tensorflow-cpu only "
+      "feeds its TensorBoard writer, tensorflow-probability is installed --no-deps, crafter is not used)",
+      flush=True,
+    )
   out = subprocess.run(
     [str(venv / "bin" / "python"), "-c", REFERENCE_CHECK], check=True, capture_output=True, text=True, env=_ref_env()
   )
   print(f"reference venv ready at {venv} (jax {out.stdout.strip()})")
+
+
+# dreamerv3 1.5.0's own requirements that REFERENCE_PIP leaves out on purpose; pip's resolver names them
+# in an ERROR block after every install although the install succeeds.
+EXPECTED_MISSING = ("crafter", "gym", "tensorflow-cpu", "tensorflow_probability")
+_PIP_CONFLICT_HEADER = "ERROR: pip's dependency resolver does not currently take into account"
+_PIP_MISSING = re.compile(r"^dreamerv3 1\.5\.0 requires ([A-Za-z0-9_.-]+?)(?:[=<>!~].*)?, which is not installed\.$")
+
+
+def split_pip_output(text: str) -> tuple[list[str], list[str]]:
+  """pip's output lines to show, and the expected missing requirements (:data:`EXPECTED_MISSING`) of its
+  dependency-conflict block, which is left out when it names nothing else."""
+  lines = text.splitlines()
+  if not any(line.startswith(_PIP_CONFLICT_HEADER) for line in lines):
+    return lines, []
+  start = next(i for i, line in enumerate(lines) if line.startswith(_PIP_CONFLICT_HEADER))
+  end = start + 1
+  while end < len(lines) and lines[end] and not lines[end].startswith(("ERROR", "WARNING", "+")):
+    end += 1
+  matches = [_PIP_MISSING.match(line) for line in lines[start + 1 : end]]
+  names = [m.group(1) for m in matches if m]
+  if len(names) != end - start - 1 or not set(names) <= set(EXPECTED_MISSING):
+    return lines, []  # Something unexpected in the block: show all of it.
+  return lines[:start] + lines[end:], names
+
+
+# What the tool imports beyond dreamer_tf's own requirements, per command: setup.py's `parity` extra.
+TOOL_MODULES = {"run": ("matplotlib",), "report": ("matplotlib",)}
+
+
+def check_modules(modules: Sequence[str]) -> None:
+  """Exits with one line naming the fix when a module the tool needs is not installed."""
+  import importlib.util
+
+  missing = [name for name in modules if importlib.util.find_spec(name) is None]
+  if missing:
+    raise SystemExit(
+      f"error: tools/parity.py needs {', '.join(missing)}, not installed here: run "
+      "`pip install -e '.[parity]'` in dreamer_tf's checkout (the `parity` extra of setup.py)"
+    )
 
 
 def _ref_env() -> dict:
@@ -141,6 +197,30 @@ def total_steps(args: argparse.Namespace) -> int:
   reference's collection chunks of 100 steps (it only stops between chunks)."""
   steps = prefill_steps(args) + math.ceil(args.updates * args.batch_size * args.batch_length / args.train_ratio)
   return int(math.ceil(steps / 100) * 100)
+
+
+def expected_updates(args: argparse.Namespace) -> dict:
+  """The updates each side makes in :func:`total_steps`, after :func:`prefill_steps` of prefill.
+
+  dreamer_tf allows ``floor(steps since the prefill * train_ratio / replayed steps per update)``.
+  The reference's ``embodied.when.Ratio`` (its train script calls it after every env step of every
+  copy) returns 1 on its first call and starts counting from that step, so its first step after the
+  prefill trains once instead of ``train_ratio / replayed`` times: 15,993 updates where dreamer_tf makes
+  16,000 at 8 per step. The tool leaves this as it is (7 updates early in the run, a quirk of the
+  reference's counter that dreamer_tf does not copy); the report says both counts.
+  """
+  steps = total_steps(args) - prefill_steps(args)
+  per_step = args.train_ratio / (args.batch_size * args.batch_length)
+  ours = int(steps * per_step)
+  reference, prev = 0, None
+  for step in range(steps):  # embodied.when.Ratio.__call__, step by step.
+    if prev is None:
+      prev, repeats = step, 1
+    else:
+      repeats = int((step - prev) * per_step)
+      prev += repeats / per_step
+    reference += repeats
+  return {OURS: ours, REFERENCE: reference}
 
 
 def _has_model_key(name: str) -> bool:
@@ -247,7 +327,7 @@ def reference_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path)
     "--run.log_every",
     "120",
     "--run.save_every",
-    "1e9",
+    "-1" if getattr(args, "save_replay", False) else "1e9",
   ]
   return command
 
@@ -397,11 +477,14 @@ def load_ours(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
     updates = int(row["train/updates"])
     if updates <= prev:
       continue
-    x = (prev + updates) / 2
+    # A row is the mean over the updates since the last one (about a second of them: 1 to 100+ at a
+    # time; the first row, written after tracing and compiling, holds only a few). Each of its updates
+    # gets the row's value, so that a bin's mean weighs every update once, as the reference's per-update
+    # rows do; one point per row would weigh the first few updates' high KL like a hundred later ones.
     for label, key, _ in METRICS:
       value = _metric(row, key, _OURS_LOSS, "train/")
       if value is not None:
-        series[label].append((x, value))
+        series[label].extend((float(x), value) for x in range(prev + 1, updates + 1))
     fps = row.get("fps/train", 0.0)
     if prev >= WARMUP_UPDATES and fps:
       secs += (updates - prev) * replayed / fps
@@ -455,6 +538,94 @@ def ours_params(args: argparse.Namespace) -> dict:
   counts = json.loads(out.stdout.strip().splitlines()[-1])
   cache.write_text(json.dumps(counts))
   return counts
+
+
+# --- what collection wrote (replay-stats) -------------------------------------------------------
+
+
+def replay_steps(side: str, logdir: pathlib.Path) -> dict | None:
+  """The steps of a run's saved replay, the first environment's stream in order (None if none saved):
+  ``reward``, ``is_first``, ``is_last``, ``is_terminal`` and ``action`` (discrete actions as indices,
+  -1 where the reference stored a zero vector).
+
+  dreamer_tf's is in its last checkpoint (``checkpoints/ckpt-*/replay``), the reference's in
+  ``replay/`` as chunks of its saver (``run --save_replay`` saves after every collection round; a
+  chunk saved again under the same id is read from its longest file)."""
+  keys = ("reward", "is_first", "is_last", "is_terminal", "action")
+  if side == OURS:
+    checkpoints = sorted((logdir / "checkpoints").glob("ckpt-*/replay/manifest.json"))
+    if not checkpoints:
+      return None
+    manifest = json.loads(checkpoints[-1].read_text())
+    parts = []
+    for chunk in sorted(manifest["chunks"], key=lambda c: c["index"]):
+      with np.load(checkpoints[-1].parent / chunk["file"]) as data:
+        parts.append({k: data[f"{k}|raw"][0, : chunk["length"]] for k in keys})
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+  files = {}
+  for path in (logdir / "replay").glob("*.npz"):
+    stamp, uuid, _, length = path.stem.split("-")
+    if int(length) > files.get(uuid, (None, -1, None))[1]:
+      files[uuid] = (stamp, int(length), path)
+  if not files:
+    return None
+  parts = []
+  for _, length, path in sorted(files.values()):  # By creation time: one stream with one env.
+    with np.load(path) as data:
+      parts.append({k: data[k][:length] for k in keys})
+  steps = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+  if steps["action"].ndim == 2 and set(np.unique(steps["action"])) <= {0.0, 1.0}:  # One-hot (discrete).
+    steps["action"] = np.where(steps["action"].any(-1), steps["action"].argmax(-1), -1)
+  return steps
+
+
+def replay_stats(steps: dict, prefill: int) -> dict:
+  """What collection wrote: episode boundaries, rewards at resets, and the actions of the random prefill
+  and of the policy (the action stored at a last step is never executed; listed apart)."""
+  first, last, action = steps["is_first"].astype(bool), steps["is_last"].astype(bool), steps["action"]
+  out = {
+    "steps": len(first),
+    "first_step_is_first": bool(first[0]),
+    "episodes_started": int(first.sum()),
+    "is_last": int(last.sum()),
+    "is_terminal": int(steps["is_terminal"].sum()),
+    "terminal_only_on_last": bool((last | ~steps["is_terminal"].astype(bool)).all()),
+    "every_last_followed_by_first": bool(first[1:][last[:-1]].all()),
+    "reward_on_first_steps": sorted({round(float(r), 6) for r in steps["reward"][first]}),
+  }
+  discrete = np.issubdtype(action.dtype, np.integer)
+  if discrete:
+    out["action_on_last_steps"] = sorted({int(a) for a in action[last]})
+    out["first_action_of_episodes"] = np.bincount(action[first][action[first] >= 0]).tolist()
+  for phase, index in (("prefill", np.arange(len(first)) < prefill), ("policy", np.arange(len(first)) >= prefill)):
+    executed = action[index & ~last]
+    if not len(executed):
+      continue
+    if discrete:
+      counts = np.bincount(executed[executed >= 0])
+      out[f"{phase}_action_fractions"] = [round(c / counts.sum(), 4) for c in counts]
+    else:
+      executed = executed.reshape(len(executed), -1).astype(np.float64)
+      out[f"{phase}_action_mean"] = _floats(executed.mean(0))
+      out[f"{phase}_action_std"] = _floats(executed.std(0))
+      out[f"{phase}_action_outside_unit_box"] = round(float((np.abs(executed) > 1).mean()), 4)
+      out[f"{phase}_action_abs_max"] = round(float(np.abs(executed).max()), 4)
+  return out
+
+
+def replay_report(args: argparse.Namespace) -> dict:
+  """``replay-stats``: :func:`replay_stats` of every run's saved replay into ``<out>/replay_stats.json``."""
+  result = {}
+  for side in SIDES:
+    for seed in report_seeds(args):
+      steps = replay_steps(side, run_dir(args, side, seed))
+      if steps is not None:
+        result.setdefault(side, {})[str(seed)] = replay_stats(steps, prefill_steps(args))
+  if not result:
+    raise SystemExit(f"error: no saved replay under {args.runs} (run with --save_replay)")
+  args.out.mkdir(parents=True, exist_ok=True)
+  (args.out / "replay_stats.json").write_text(json.dumps(result, indent=1) + "\n")
+  return result
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -519,12 +690,55 @@ def _inside(sides: dict, above_ok: bool) -> float | None:
   return round(hits / total, 3) if total else None
 
 
+_RUN_DIR = re.compile(rf"^({OURS}|{REFERENCE})_seed(\d+)$")
+
+
+def report_seeds(args: argparse.Namespace) -> list[int]:
+  """``args.seeds`` and every other seed with a run under ``args.runs`` made with the same settings
+  (its ``command.txt`` is this tool's command for it), so that ``run --seeds=3`` into a folder of
+  seeds 0-2 reports all four; runs of other settings are left out with a note."""
+  seeds = set(args.seeds)
+  for path in sorted(args.runs.iterdir()) if args.runs.is_dir() else ():
+    match = _RUN_DIR.match(path.name)
+    if not match or int(match.group(2)) in seeds or not (path / "command.txt").exists():
+      continue
+    side, seed = match.group(1), int(match.group(2))
+    build = ours_command if side == OURS else reference_command
+    # The interpreter may differ between sessions; the rest must be this tool's command for the seed.
+    if shlex.split((path / "command.txt").read_text())[1:] == build(args, seed, path)[1:]:
+      seeds.add(seed)
+    else:
+      print(f"note: {path} ran with other settings than these; left out of the report", flush=True)
+  return sorted(seeds)
+
+
+def _welch(sides: dict) -> list | None:
+  """Per bin, Welch's t of dreamer_tf's seed mean minus the reference's (None with under 2 seeds a side)."""
+  if OURS not in sides or REFERENCE not in sides:
+    return None
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+  from parity_update import welch_t
+
+  out = []
+  for i in range(len(sides[OURS]["mean"])):
+    a, b = ([v[i] for v in sides[side]["seeds"].values() if v[i] is not None] for side in SIDES)
+    t = welch_t(a, b) if min(len(a), len(b)) > 1 else float("nan")
+    out.append(round(t, 2) if np.isfinite(t) else None)
+  return out
+
+
 def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
-  """Reads the runs under ``args.out/runs`` and writes parity.json, returns.png and diagnostics.png."""
+  """Reads the runs under ``args.runs`` and writes parity.json, returns.png and diagnostics.png.
+
+  Every seed with a run of these settings under ``args.runs`` is reported, not only ``args.seeds``
+  (:func:`report_seeds`)."""
   args.out.mkdir(parents=True, exist_ok=True)
+  seeds = report_seeds(args)
+  if seeds != sorted(args.seeds):
+    print(f"report: seeds {','.join(map(str, seeds))} (the runs of these settings under {args.runs})", flush=True)
   data = {OURS: {}, REFERENCE: {}}
   for side, loader in ((OURS, load_ours), (REFERENCE, load_reference)):
-    for seed in args.seeds:
+    for seed in seeds:
       logdir = run_dir(args, side, seed)
       if logdir.exists():
         data[side][seed] = loader(logdir, args)
@@ -537,9 +751,13 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
   returns = _binned_sides(data, lambda run: run["episodes"], step_edges)
   max_updates = min(run["updates"] for runs in data.values() for run in runs.values())
   update_edges = np.linspace(0, max(1, max_updates), args.update_bins + 1)
-  diagnostics = {}
+  # Finer bins over the first updates, where the KL falls fastest (hidden inside the first of 10 bins).
+  early_edges = np.linspace(0, max(1, min(args.early_updates, max_updates)), args.early_bins + 1)
+  diagnostics, early = {}, {}
   for label, _, _ in METRICS:
-    diagnostics[label] = _binned_sides(data, lambda run, label=label: run["series"][label], update_edges)
+    series = lambda run, label=label: run["series"][label]
+    diagnostics[label] = _binned_sides(data, series, update_edges)
+    early[label] = _binned_sides(data, series, early_edges)
 
   summary = {}
   for side, runs in data.items():
@@ -578,7 +796,11 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
     )
   }
   settings.update(
-    seeds=list(args.seeds), steps=steps, prefill_steps=prefill_steps(args), reference_task=reference_task(args.task)
+    seeds=seeds,
+    steps=steps,
+    prefill_steps=prefill_steps(args),
+    expected_updates=expected_updates(args),
+    reference_task=reference_task(args.task),
   )
   result = {
     "settings": settings,
@@ -593,6 +815,11 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
     "diagnostics_inside_reference_range": {
       label: _inside(sides, above_ok=False) for label, sides in diagnostics.items()
     },
+    "diagnostics_early": {"update_bins": _floats((early_edges[:-1] + early_edges[1:]) / 2), **early},
+    "diagnostics_early_inside_reference_range": {
+      label: _inside(sides, above_ok=False) for label, sides in early.items()
+    },
+    "diagnostics_early_welch_t": {label: _welch(sides) for label, sides in early.items()},
     **(extra or {}),
   }
   result["commands"], result["dreamer_tf_source"] = {}, {}
@@ -654,12 +881,19 @@ def _draw(args: argparse.Namespace, result: dict) -> None:
   fig.savefig(args.out / "returns.png")
   plt.close(fig)
 
+  _draw_diagnostics(result, "diagnostics", setting, args.out / "diagnostics.png")
+  _draw_diagnostics(result, "diagnostics_early", setting + ", first updates", args.out / "diagnostics_early.png")
+
+
+def _draw_diagnostics(result: dict, key: str, setting: str, path: pathlib.Path) -> None:
+  import matplotlib.pyplot as plt
+
   labels = [label for label, _, _ in METRICS]
   cols = 4
   fig, axes = plt.subplots(math.ceil(len(labels) / cols), cols, figsize=(16, 10), dpi=90)
-  x = result["diagnostics"]["update_bins"]
+  x = result[key]["update_bins"]
   for ax, label in zip(axes.flat, labels):
-    _draw_band(ax, x, result["diagnostics"][label], result)
+    _draw_band(ax, x, result[key][label], result)
     ax.set_title(label, fontsize=10)
     ax.set_xlabel("updates", fontsize=8)
     ax.grid(alpha=0.3)
@@ -669,7 +903,7 @@ def _draw(args: argparse.Namespace, result: dict) -> None:
   fig.legend(handles, names, loc="lower right", frameon=False, fontsize=10)
   fig.suptitle(setting + "; bands: min-max over seeds", fontsize=10)
   fig.tight_layout(rect=(0, 0.03, 1, 0.97))
-  fig.savefig(args.out / "diagnostics.png")
+  fig.savefig(path)
   plt.close(fig)
 
 
@@ -719,9 +953,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "--own_init", action="store_true", help="each side initialises itself (--init_seeds), compared by seed means"
   )
   check.add_argument("--init_seeds", type=_seeds, default=list(range(1, 11)), help="with --own_init")
+  check.add_argument(
+    "--sampled",
+    action="store_true",
+    help="each side's own latent samplers (--sample_seeds) from the same parameters, compared by seed means",
+  )
+  check.add_argument("--sample_seeds", type=_seeds, default=list(range(1, 11)), help="with --sampled")
+  check.add_argument("--jit_compile", action="store_true", help="compile dreamer_tf's update with XLA")
+  check.add_argument(
+    "--batches",
+    type=int,
+    default=1,
+    help="a shared replay: this many different batches from one stream, update i on batch i mod N",
+  )
   model_and_batch(check)
-  for name in ("run", "report"):
-    p = sub.add_parser(name, help="train both sides, then report" if name == "run" else "redraw the report")
+  helps = {
+    "run": "train both sides, then report",
+    "report": "redraw the report",
+    "replay-stats": "what collection wrote into each run's saved replay (runs made with --save_replay)",
+  }
+  for name, text in helps.items():
+    p = sub.add_parser(name, help=text)
     p.add_argument("--task", required=True, help="dmcproprio_<domain>_<task> or gym_<id>")
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
     p.add_argument("--updates", type=int, required=True, help="updates after the prefill (sets the steps)")
@@ -744,6 +996,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--return_bins", type=int, default=10)
     p.add_argument("--update_bins", type=int, default=10)
+    p.add_argument("--early_updates", type=int, default=200, help="finer bins over these first updates")
+    p.add_argument("--early_bins", type=int, default=4, help="bins over the first --early_updates")
+    p.add_argument(
+      "--save_replay",
+      action="store_true",
+      help="the reference saves its replay after every collection round (for replay-stats; dreamer_tf's "
+      "last checkpoint holds its own)",
+    )
   args = parser.parse_args(argv)
   if args.command == "setup-reference":
     return args
@@ -751,7 +1011,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   if check and not args.task.startswith("gym_"):
     parser.error(f"--task={args.task}: check-update takes a gymnasium task, gym_<id> (e.g. gym_CartPole-v1)")
   sizes = ("updates", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
-  for name in (*sizes, "batch_size", "batch_length", *(("agree",) if check else ())):
+  for name in (*sizes, "batch_size", "batch_length", *(("agree", "batches") if check else ())):
     if getattr(args, name) < 1:
       parser.error(f"--{name}={getattr(args, name)} must be at least 1")
   args.reference_venv = args.reference_venv.resolve()
@@ -759,8 +1019,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   if not check:
     if args.repeat is None:
       args.repeat = 2 if _suite(args.task) == "dmc" else 1
-    if min(args.envs, args.parallel, args.threads, args.repeat) < 1 or args.train_ratio <= 0:
-      parser.error("--envs, --parallel, --threads and --repeat must be at least 1 and --train_ratio positive")
+    if min(args.envs, args.parallel, args.threads, args.repeat, args.early_updates, args.early_bins) < 1:
+      parser.error("--envs, --parallel, --threads, --repeat, --early_updates and --early_bins must be at least 1")
+    if args.train_ratio <= 0:
+      parser.error("--train_ratio must be positive")
     args.runs = (args.runs or args.out / "runs").resolve()
   return args
 
@@ -770,6 +1032,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.command == "setup-reference":
     setup_reference(args.venv.resolve(), args.python)
     return 0
+  check_modules(TOOL_MODULES.get(args.command, ()))
   if args.command == "check-update":
     reason = reference_missing(args.reference_venv)
     if reason:
@@ -779,15 +1042,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     import parity_update
 
     return parity_update.check_update(args, args.reference_venv / "bin" / "python", _run_env(1))
+  if args.command == "replay-stats":
+    for side, runs in replay_report(args).items():
+      for seed, stats in runs.items():
+        print(f"{side} seed {seed}: {json.dumps(stats)}")
+    print(f"wrote {args.out / 'replay_stats.json'}")
+    return 0
   extra = run_all(args) if args.command == "run" else None
   result = report(args, extra)
+  expected = result["settings"]["expected_updates"]
   for side, info in result["sides"].items():
     print(
       f"{side}: {info['seconds_per_update']} s/update, params {info.get('params')}, updates {info['updates_per_seed']}"
+      f" (expected {expected[side]})"
     )
+  early = result["diagnostics_early"]
+  for label in ("dynamics loss", "posterior entropy"):
+    for side in (s for s in SIDES if s in early[label]):
+      cells = "  ".join(f"{x:g}: {m}" for x, m in zip(early["update_bins"], early[label][side]["mean"]))
+      print(f"first updates, {label}, {side} seed means: {cells}")
+    if result["diagnostics_early_welch_t"][label]:
+      print(f"first updates, {label}, Welch's t: {result['diagnostics_early_welch_t'][label]}")
   for side, reason in result.get("skipped", {}).items():
     print(f"{side} skipped: {reason}")
-  print(f"wrote {args.out / 'parity.json'}, {args.out / 'returns.png'}, {args.out / 'diagnostics.png'}")
+  print(f"wrote {args.out / 'parity.json'}, returns.png, diagnostics.png and diagnostics_early.png there")
   return 0
 
 

@@ -14,6 +14,9 @@ imports nothing from dreamer_tf and copies none of the reference's code.
   python tools/parity_reference_update.py --batch=B.npz --out=DIR --updates=N [model size flags]
 
 writes ``DIR/reference_params.npz`` (``agent/wm/...`` names) and ``DIR/reference_updates.json``.
+With ``--sample_seeds=1,2,...`` its samplers stay its own (a fresh key per update, split from
+``PRNGKey(seed)``) and it runs the updates once per seed from the same parameters, into
+``DIR/reference_sampled.json`` (``{seed: rows}``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--discrete", action="store_true", help="the action is one-hot over a discrete space")
   p.add_argument("--full", action="store_true", help="the whole agent update: world model, actor and critic")
+  p.add_argument("--batches", type=int, default=1, help="the file holds this many batches; update i takes i mod N")
+  p.add_argument(
+    "--sample_seeds",
+    default="",
+    help="comma-separated: its own samplers instead of modes, one run from the same parameters per seed",
+  )
   for name in ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units"):
     p.add_argument(f"--{name}", type=int, required=True)
   return p.parse_args(argv)
@@ -74,7 +83,9 @@ def main(argv=None) -> None:
   from dreamerv3 import jaxutils
   from dreamerv3 import ninjax as nj
 
-  _deterministic_samples(jax, jnp, jaxutils)
+  sample_seeds = [int(x) for x in args.sample_seeds.split(",") if x.strip()]
+  if not sample_seeds:
+    _deterministic_samples(jax, jnp, jaxutils)
   batch = dict(np.load(args.batch))
   config = embodied.Config(agt.Agent.configs["defaults"]).update(agt.Agent.configs["dmc_proprio"])
   flags = {
@@ -87,7 +98,7 @@ def main(argv=None) -> None:
     "encoder.mlp_units": args.mlp_units,
     "decoder.mlp_layers": args.mlp_layers,
     "decoder.mlp_units": args.mlp_units,
-    "batch_size": batch["reward"].shape[0],
+    "batch_size": batch["reward"].shape[0] // args.batches,
     "batch_length": batch["reward"].shape[1],
     "seed": args.seed,
     "jax.platform": "cpu",
@@ -125,12 +136,26 @@ def main(argv=None) -> None:
     return metrics
 
   update = jax.jit(nj.pure(agent_update if args.full else world_model_update))
-  data = {k: jnp.asarray(v) for k, v in batch.items()}
-  varibs, rng, rows = dict(agent.varibs), jax.random.PRNGKey(args.seed), []
-  for _ in range(args.updates):
-    metrics, varibs = update(varibs, rng, data)
-    rows.append({k: float(np.asarray(v)) for k, v in metrics.items() if np.asarray(v).ndim == 0})
-  (args.out / "reference_updates.json").write_text(json.dumps(rows))
+  size = batch["reward"].shape[0] // args.batches
+  datas = [{k: jnp.asarray(v[i * size : (i + 1) * size]) for k, v in batch.items()} for i in range(args.batches)]
+
+  def run(rng, split):
+    varibs, rows = dict(agent.varibs), []
+    for step in range(args.updates):
+      data = datas[step % args.batches]
+      if split:  # A fresh key per update, as its agent draws one per train call.
+        rng, key = jax.random.split(rng)
+      else:
+        key = rng
+      metrics, varibs = update(varibs, key, data)
+      rows.append({k: float(np.asarray(v)) for k, v in metrics.items() if np.asarray(v).ndim == 0})
+    return rows
+
+  if sample_seeds:  # Its own samplers, from the same parameters, once per seed.
+    runs = {str(seed): run(jax.random.PRNGKey(seed), True) for seed in sample_seeds}
+    (args.out / "reference_sampled.json").write_text(json.dumps(runs))
+  else:
+    (args.out / "reference_updates.json").write_text(json.dumps(run(jax.random.PRNGKey(args.seed), False)))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import json
 import pathlib
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -184,9 +185,12 @@ def _mean_sample(self, seed):
   return self.loc
 
 
-def run_ours(args, batch: dict, actions: int, params: dict | None, init_seed: int = 0) -> list[dict]:
+def run_ours(
+  args, batch: dict, actions: int, params: dict | None, init_seed: int = 0, sample_seed: int | None = None
+) -> list[dict]:
   """dreamer_tf's world-model updates from the reference's parameters (or, with ``params=None``, from
-  its own initialisation drawn with ``init_seed``), latents as modes."""
+  its own initialisation drawn with ``init_seed``), latents as modes; with ``sample_seed`` its own
+  samplers instead, its train step's random stream seeded with ``sample_seed``."""
   importlib.import_module("dreamer_tf")  # First: its quiet start filters TensorFlow's start-up noise.
   import tensorflow as tf
   from tf_agents.specs import tensor_spec
@@ -213,7 +217,8 @@ def run_ours(args, batch: dict, actions: int, params: dict | None, init_seed: in
   else:
     action_spec = tensor_spec.BoundedTensorSpec(batch["action"].shape[2:], tf.float32, -1.0, 1.0, "action")
   tf.keras.utils.set_random_seed(init_seed)
-  agent = DreamerAgent(time_step_spec_from(obs_spec), action_spec, config, seed=args.seed)
+  agent_seed = args.seed if sample_seed is None else sample_seed
+  agent = DreamerAgent(time_step_spec_from(obs_spec), action_spec, config, seed=agent_seed)
   wm, ac = agent.world_model, agent.actor_critic
   pairs = reference_names(wm) + (reference_names_behavior(ac) if args.full else [])
   trained = wm.trainable_variables
@@ -228,18 +233,25 @@ def run_ours(args, batch: dict, actions: int, params: dict | None, init_seed: in
       raise SystemExit(f"error: reference parameter {name} is {got}, dreamer_tf's is {tuple(variable.shape)}")
     variable.assign(params[name])
 
-  experience = {k: tf.constant(v) for k, v in batch.items() if k != "vector"}
-  experience["obs"] = {"vector": tf.constant(batch["vector"])}
+  size = len(batch["reward"]) // args.batches  # Update i trains on batch i mod --batches.
+  experiences = []
+  for i in range(args.batches):
+    part = {k: v[i * size : (i + 1) * size] for k, v in batch.items()}
+    experience = {k: tf.constant(v) for k, v in part.items() if k != "vector"}
+    experience["obs"] = {"vector": tf.constant(part["vector"])}
+    experiences.append(experience)
   model_vars = wm.trainable_variables
-  seed = tf.constant([args.seed, 0], tf.int64)
 
-  @tf.function
-  def full_update():  # DreamerAgent._train: world model, then actor and critic in imagination.
+  compile_xla = bool(getattr(args, "jit_compile", False))  # As the training loop's --jit_compile does.
+
+  @tf.function(jit_compile=compile_xla)
+  def full_update(experience):  # DreamerAgent._train: world model, then actor and critic in imagination.
     return agent._train(experience).extra
 
-  @tf.function
-  def update():
+  @tf.function(jit_compile=compile_xla)
+  def update(experience):
     data = agent.preprocess(experience)
+    seed = agent._rng.make_seeds(1)[:, 0]  # A fresh seed per update, as DreamerAgent._train draws them.
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(model_vars)
       loss, _, metrics = wm.loss(data, seed)
@@ -247,11 +259,12 @@ def run_ours(args, batch: dict, actions: int, params: dict | None, init_seed: in
     return metrics
 
   samplers = (distributions.OneHotCategorical.sample, distributions.BoundedNormal.sample)
-  distributions.OneHotCategorical.sample = _mode_sample
-  distributions.BoundedNormal.sample = _mean_sample
+  if sample_seed is None:
+    distributions.OneHotCategorical.sample = _mode_sample
+    distributions.BoundedNormal.sample = _mean_sample
   try:
     step = full_update if args.full else update
-    return [{k: float(v) for k, v in step().items()} for _ in range(args.updates)]
+    return [{k: float(v) for k, v in step(experiences[i % args.batches]).items()} for i in range(args.updates)]
   finally:
     distributions.OneHotCategorical.sample, distributions.BoundedNormal.sample = samplers
 
@@ -270,15 +283,20 @@ def compare(ours: list[dict], reference: list[dict], rtol: float, atol: float) -
 
 
 SIZE_ARGS = ("deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")
-SETTINGS = ("batch_size", "batch_length", "seed", "updates", "agree", "rtol", "atol", "full")
+SETTINGS = ("batch_size", "batch_length", "batches", "seed", "updates", "agree", "rtol", "atol", "full", "jit_compile")
 
 
-def reference_updates(args, python: pathlib.Path, env: dict, seed: int, actions: int) -> tuple[dict, list]:
-  """Runs the reference side once (its own initialisation for ``seed``); returns its parameters and rows."""
+def reference_updates(
+  args, python: pathlib.Path, env: dict, seed: int, actions: int, sample_seeds: Sequence[int] = ()
+) -> tuple[dict, list | dict]:
+  """Runs the reference side once (its own initialisation for ``seed``); returns its parameters and rows
+  (with ``sample_seeds``: its own samplers, ``{seed: rows}`` of one run per sample seed)."""
   cmd = [str(python), str(REFERENCE_SCRIPT), f"--batch={args.out / 'batch.npz'}", f"--out={args.out}"]
   cmd += [f"--updates={args.updates}", f"--seed={seed}", *(f"--{k}={getattr(args, k)}" for k in SIZE_ARGS)]
   cmd += ["--discrete"] if actions else []
   cmd += ["--full"] if args.full else []
+  cmd += [f"--sample_seeds={','.join(map(str, sample_seeds))}"] if sample_seeds else []
+  cmd += [f"--batches={args.batches}"]
   log = args.out / "reference.log"
   with open(log, "w") as f:
     code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
@@ -286,16 +304,18 @@ def reference_updates(args, python: pathlib.Path, env: dict, seed: int, actions:
     tail = log.read_text().strip().splitlines()[-1:]
     raise SystemExit(f"error: the reference side failed ({tail[0] if tail else code}); see {log}")
   params = dict(np.load(args.out / "reference_params.npz"))
-  return params, json.loads((args.out / "reference_updates.json").read_text())
+  name = "reference_sampled.json" if sample_seeds else "reference_updates.json"
+  return params, json.loads((args.out / name).read_text())
 
 
 def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: dict) -> int:
   """Runs both sides; returns the exit code (1 when they part before ``args.agree`` updates)."""
   args.out.mkdir(parents=True, exist_ok=True)
-  batch, actions = collect_batch(args.task[len("gym_") :], args.batch_size, args.batch_length, args.seed)
+  windows = args.batch_size * args.batches  # --batches: one stream, different windows per batch.
+  batch, actions = collect_batch(args.task[len("gym_") :], windows, args.batch_length, args.seed)
   np.savez(args.out / "batch.npz", **reference_batch(batch, actions))
-  if args.own_init:
-    return compare_initialisations(args, reference_python, env, batch, actions)
+  if args.own_init or args.sampled:
+    return compare_seeds(args, reference_python, env, batch, actions)
   params, reference = reference_updates(args, reference_python, env, args.seed, actions)
   ours = run_ours(args, batch, actions, params)
   result = compare(ours, reference, args.rtol, args.atol)
@@ -321,38 +341,79 @@ def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: 
   return 0 if passed else 1
 
 
-def compare_initialisations(args, reference_python, env, batch, actions) -> int:
-  """``--own_init``: each side starts from its own initialisation, one per seed in ``--init_seeds``.
+def _rows(rows: list[dict]) -> list[dict]:
+  """The reference's rows under dreamer_tf's metric names."""
+  return [{name: row[ref] for name, ref in METRICS if ref in row} for row in rows]
 
-  The same batch and deterministic latents as the exact check, so the only difference left between
-  the two sides' runs is how each draws its initial parameters; the seed means are compared with
-  Welch's t at a few updates (no pass or fail: a report).
+
+def welch_table(sides: dict, columns: Sequence[tuple]) -> dict:
+  """Seed means of both sides and Welch's t of their difference, per metric and column.
+
+  ``sides``: ``{"dreamer_tf": runs, "reference": runs}``, each run a list of per-update metric dicts;
+  ``columns``: ``(label, start, stop)``, each seed's value the mean over updates ``start:stop``.
   """
-  sides = {"dreamer_tf": [], "reference": []}
-  for seed in args.init_seeds:
-    _, rows = reference_updates(args, reference_python, env, seed, actions)
-    sides["reference"].append([{name: row[ref] for name, ref in METRICS if ref in row} for row in rows])
-    sides["dreamer_tf"].append(run_ours(args, batch, actions, None, init_seed=seed))
-  shown = sorted({0, args.updates // 4, args.updates // 2, args.updates - 1})
   table = {}
   for name in sides["reference"][0][0]:
     table[name] = {}
-    for i in shown:
-      a = np.array([run[i][name] for run in sides["dreamer_tf"]])
-      b = np.array([run[i][name] for run in sides["reference"]])
-      spread = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) if len(a) > 1 else 0.0
-      gap = float(a.mean() - b.mean())
-      t = gap / spread if spread > 0 else (0.0 if gap == 0 else float("nan"))
-      table[name][i] = {"dreamer_tf": float(a.mean()), "reference": float(b.mean()), "welch_t": t}
-  result = dict(task=args.task, init_seeds=list(args.init_seeds), updates=args.updates, at_updates=table, runs=sides)
-  (args.out / "own_init.json").write_text(json.dumps(result, indent=1))
+    for label, start, stop in columns:
+      a, b = (np.array([np.mean([row[name] for row in run[start:stop]]) for run in sides[k]]) for k in SIDE_NAMES)
+      table[name][label] = {"dreamer_tf": float(a.mean()), "reference": float(b.mean()), "welch_t": welch_t(a, b)}
+  return table
+
+
+def welch_t(a: Sequence[float], b: Sequence[float]) -> float:
+  """Welch's t of ``mean(a) - mean(b)`` (0 for equal means without spread, nan for a gap without spread)."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  spread = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) if min(len(a), len(b)) > 1 else 0.0
+  gap = float(a.mean() - b.mean())
+  return gap / spread if spread > 0 else (0.0 if gap == 0 else float("nan"))
+
+
+SIDE_NAMES = ("dreamer_tf", "reference")
+
+
+def compare_seeds(args, reference_python, env, batch, actions) -> int:
+  """``--own_init`` and/or ``--sampled``: one run per seed and side on the same fixed batch.
+
+  ``--own_init``: each side starts from its own initialisation, one per seed in ``--init_seeds``, with
+  the same deterministic latents as the exact check, so that the only difference left is how each side
+  draws its initial parameters. ``--sampled``: both start from the reference's parameters (``--seed``)
+  and draw their latents with their own samplers, one run per seed in ``--sample_seeds``, so that the
+  only difference left is the samplers (with ``--own_init`` too: each side's own initialisation and
+  samplers, seed by seed). The seed means are compared with Welch's t (no pass or fail: a report), at
+  single updates with ``--own_init`` alone, as means over quarters of the updates with ``--sampled``.
+  """
+  seeds = args.sample_seeds if args.sampled and not args.own_init else args.init_seeds
+  sides = {"dreamer_tf": [], "reference": []}
+  if args.own_init:
+    for seed in seeds:
+      _, rows = reference_updates(args, reference_python, env, seed, actions, [seed] if args.sampled else ())
+      sides["reference"].append(_rows(rows[str(seed)] if args.sampled else rows))
+      sampler = seed if args.sampled else None
+      sides["dreamer_tf"].append(run_ours(args, batch, actions, None, init_seed=seed, sample_seed=sampler))
+  else:  # --sampled from the same parameters: the reference runs every sample seed in one process.
+    params, runs = reference_updates(args, reference_python, env, args.seed, actions, seeds)
+    for seed in seeds:
+      sides["reference"].append(_rows(runs[str(seed)]))
+      sides["dreamer_tf"].append(run_ours(args, batch, actions, params, sample_seed=seed))
+  if args.sampled:
+    edges = np.linspace(0, args.updates, 5).astype(int)
+    columns = [(f"{a}-{b}", a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+  else:
+    columns = [(i, i, i + 1) for i in sorted({0, args.updates // 4, args.updates // 2, args.updates - 1})]
+  table = welch_table(sides, columns)
+  mode = "+".join(m for m, on in (("own_init", args.own_init), ("sampled", args.sampled)) if on)
+  result = dict(task=args.task, mode=mode, seeds=list(seeds), updates=args.updates, at_updates=table, runs=sides)
+  names = (*SIZE_ARGS, "batch_size", "batch_length", "batches", "seed", "full", "jit_compile")
+  result["settings"] = {k: getattr(args, k) for k in names}
+  path = args.out / ("own_init.json" if mode == "own_init" else f"{mode.replace('+', '_')}.json")
+  path.write_text(json.dumps(result, indent=1))
   for name, cells in table.items():
     text = "  ".join(
       f"{i}: {c['dreamer_tf']:.4g}/{c['reference']:.4g} (t {c['welch_t']:+.2f})" for i, c in cells.items()
     )
     print(f"{name:16s} {text}")
-  count = len(args.init_seeds)
-  print(f"seed means dreamer_tf/reference over {count} initialisations each; wrote {args.out / 'own_init.json'}")
+  print(f"seed means dreamer_tf/reference over {len(seeds)} seeds each ({mode}); wrote {path}")
   return 0
 
 

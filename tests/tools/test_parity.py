@@ -34,6 +34,9 @@ _TINY = [
   "--envs=1",
   "--return_bins=2",
   "--update_bins=2",
+  "--early_updates=2",
+  "--early_bins=2",
+  "--parallel=1",
 ]
 
 
@@ -88,11 +91,136 @@ def test_unsupported_task_and_bad_seeds_are_refused(capsys):
   assert "not a list of integers" in capsys.readouterr().err
 
 
+def test_the_tool_names_the_parity_extra_when_a_module_is_missing():
+  # Every module a command needs is in setup.py's `parity` extra, and the start-up check names that extra.
+  setup = (_TOOLS.parent / "setup.py").read_text()
+  extra = setup[setup.index("PARITY = [") : setup.index("]", setup.index("PARITY = ["))]
+  for modules in parity.TOOL_MODULES.values():
+    assert all(f'"{name}' in extra for name in modules)
+  assert '"parity": PARITY' in setup
+  parity.check_modules(parity.TOOL_MODULES["report"])  # Installed here (the test extra includes it).
+  with pytest.raises(SystemExit, match=r"needs not_a_module_of_dreamer_tf, .*pip install -e '\.\[parity\]'"):
+    parity.check_modules(["matplotlib", "not_a_module_of_dreamer_tf"])
+
+
+# What `pip install` printed into the reference venv (setup-reference's second install, 2026-12-05).
+_PIP_CONFLICTS = """\
+ERROR: pip's dependency resolver does not currently take into account all the packages that are installed. \
+This behaviour is the source of the following dependency conflicts.
+dreamerv3 1.5.0 requires crafter, which is not installed.
+dreamerv3 1.5.0 requires gym==0.19.0, which is not installed.
+dreamerv3 1.5.0 requires tensorflow-cpu, which is not installed.
+dreamerv3 1.5.0 requires tensorflow_probability, which is not installed."""
+
+
+def test_setup_reference_leaves_out_only_the_expected_pip_conflicts():
+  shown, expected = parity.split_pip_output("WARNING: a warning\n" + _PIP_CONFLICTS)
+  assert shown == ["WARNING: a warning"]
+  assert expected == ["crafter", "gym", "tensorflow-cpu", "tensorflow_probability"]
+  # Any other conflict is shown in full.
+  other = _PIP_CONFLICTS + "\ndreamerv3 1.5.0 requires jax==0.3, which is not installed."
+  shown, expected = parity.split_pip_output(other)
+  assert shown == other.splitlines() and expected == []
+  assert parity.split_pip_output("done") == (["done"], [])
+
+
+def test_update_counts_of_both_sides():
+  # GoalLine settings: 2,000 agent steps after the prefill at 8 updates per step.
+  goal_line = ["--updates=16000", "--envs=1", "--batch_size=4", "--batch_length=16", "--train_ratio=512"]
+  args = parity.parse_args(["run", "--task=gym_CartPole-v1", *goal_line, "--out=/tmp/x"])
+  assert parity.total_steps(args) - parity.prefill_steps(args) == 2000
+  # The reference's first step after the prefill trains once, every later one 8 times.
+  assert parity.expected_updates(args) == {"dreamer_tf": 16000, "reference": 1 + 8 * 1999}
+
+
+def test_update_counts_match_the_reference_counter():
+  """The count of :func:`parity.expected_updates` is what the reference's own ``embodied.when.Ratio`` gives."""
+  reason = parity.reference_missing(parity.DEFAULT_VENV)
+  if reason:
+    pytest.skip(f"reference side not run: {reason}")
+  for ratio, batch in ((512, (4, 16)), (32, (16, 64)), (100, (3, 7))):
+    args = parity.parse_args(
+      ["run", "--task=gym_CartPole-v1", "--updates=300", f"--train_ratio={ratio}", "--envs=1", "--out=/tmp/x"]
+      + [f"--batch_size={batch[0]}", f"--batch_length={batch[1]}"]
+    )
+    steps = parity.total_steps(args) - parity.prefill_steps(args)
+    per_step = f"{float(ratio)!r} / {batch[0] * batch[1]}"
+    code = f"import dreamerv3, embodied; r = embodied.when.Ratio({per_step}); print(sum(r(s) for s in range({steps})))"
+    python = parity.DEFAULT_VENV / "bin" / "python"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=parity._ref_env())
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip().splitlines()[-1]) == parity.expected_updates(args)["reference"]
+
+
+def test_report_merges_the_seeds_already_run_with_the_same_settings(tmp_path, capsys):
+  argv = ["run", *_TINY, f"--out={tmp_path}"]
+  args = parity.parse_args(argv)  # --seeds=0
+  for seed in (1, 2):
+    logdir = parity.run_dir(args, parity.OURS, seed)
+    logdir.mkdir(parents=True)
+    (logdir / "command.txt").write_text(" ".join(parity.ours_command(args, seed, logdir)))
+  other = parity.parse_args([*argv, "--deter=8"])
+  logdir = parity.run_dir(args, parity.REFERENCE, 3)
+  logdir.mkdir(parents=True)
+  (logdir / "command.txt").write_text(" ".join(parity.reference_command(other, 3, logdir)))
+  assert parity.report_seeds(args) == [0, 1, 2]
+  assert f"{logdir} ran with other settings" in capsys.readouterr().out
+
+
+def test_the_report_has_finer_bins_over_the_first_updates():
+  args = parity.parse_args(["run", "--task=gym_CartPole-v1", "--updates=16000", "--out=/tmp/x"])
+  assert (args.early_updates, args.early_bins) == (200, 4)  # 50-update bins where the KL falls fastest
+  with pytest.raises(SystemExit):
+    parity.parse_args(["run", *_TINY, "--out=/tmp/x", "--early_bins=0"])
+
+
+def test_each_logged_update_weighs_once_in_the_bins(tmp_path):
+  """dreamer_tf logs the mean of the updates since its last row (the first row after compiling holds a
+  few, later ones a second's worth); a bin's mean must weigh every update once, as the reference's
+  per-update rows do, not every row once (that put the first few updates' high KL at a bin's weight)."""
+  args = parity.parse_args(["report", *_TINY, f"--out={tmp_path}"])
+  rows = [{"step": 10, "train/updates": 2, "train/model_loss": 3.0, "train/dyn_loss": 1.5}]
+  rows.append({"step": 12, "train/updates": 100, "train/model_loss": 1.0, "train/dyn_loss": 1.0})
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  run = parity.load_ours(tmp_path, args)
+  assert run["updates"] == 100 and len(run["series"]["dynamics loss"]) == 100
+  sides = parity._binned_sides({parity.OURS: {0: run}}, lambda r: r["series"]["dynamics loss"], np.array([0, 100.0]))
+  assert sides[parity.OURS]["mean"] == [pytest.approx((2 * 1.5 + 98 * 1.0) / 100)]
+
+
+def test_welch_t_of_seed_means():
+  assert parity_update.welch_t([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 0.0
+  # Means 2 and 4, variances 1 and 4 over 3 seeds each: t = -2 / sqrt(1/3 + 4/3).
+  assert parity_update.welch_t([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx(-2 / np.sqrt(5 / 3))
+  sides = {parity.OURS: {"mean": [2.0], "seeds": {"0": [1.0], "1": [3.0]}}}
+  sides[parity.REFERENCE] = {"mean": [2.0], "seeds": {"0": [2.0], "1": [2.0], "2": [None]}}
+  assert parity._welch(sides) == [0.0]
+
+
+def test_replay_stats_show_what_collection_wrote():
+  steps = {
+    "reward": np.array([0.0, 1.0, 0.5, 0.0, 1.0], np.float32),
+    "is_first": np.array([True, False, False, True, False]),
+    "is_last": np.array([False, False, True, False, False]),
+    "is_terminal": np.array([False, False, True, False, False]),
+    "action": np.array([0, 1, 2, 1, 1], np.int32),
+  }
+  stats = parity.replay_stats(steps, prefill=3)
+  assert stats["every_last_followed_by_first"] and stats["terminal_only_on_last"]
+  assert stats["reward_on_first_steps"] == [0.0] and stats["action_on_last_steps"] == [2]
+  assert stats["prefill_action_fractions"] == [0.5, 0.5] and stats["policy_action_fractions"] == [0.0, 1.0]
+  steps["reward"][3] = 0.25  # A reward written on arriving at a reset shows.
+  assert parity.replay_stats(steps, prefill=3)["reward_on_first_steps"] == [0.0, 0.25]
+  box = dict(steps, action=np.array([[0.5], [-1.5], [1.0], [2.0], [0.0]], np.float32))
+  stats = parity.replay_stats(box, prefill=3)
+  assert stats["prefill_action_outside_unit_box"] == 0.5 and stats["policy_action_abs_max"] == 2.0
+
+
 @pytest.mark.slow
 def test_tiny_side_by_side_run_writes_the_json(tmp_path):
   out = tmp_path / "parity"
   result = subprocess.run(
-    [sys.executable, str(_TOOLS / "parity.py"), "run", *_TINY, f"--out={out}"],
+    [sys.executable, str(_TOOLS / "parity.py"), "run", *_TINY, "--save_replay", f"--out={out}"],
     capture_output=True,
     text=True,
     timeout=600,
@@ -105,6 +233,15 @@ def test_tiny_side_by_side_run_writes_the_json(tmp_path):
   assert ours["params"]["world_model"] > 0
   assert report["returns"]["dreamer_tf"]["mean"]
   assert (out / "returns.png").stat().st_size > 0 and (out / "diagnostics.png").stat().st_size > 0
+  assert (out / "diagnostics_early.png").stat().st_size > 0
+  assert len(report["diagnostics_early"]["update_bins"]) == 2 and report["diagnostics_early"]["model loss"]
+  assert "model loss" in report["diagnostics_early_welch_t"]
+  args = parity.parse_args(["replay-stats", *_TINY, "--save_replay", f"--out={out}"])
+  assert report["settings"]["expected_updates"] == parity.expected_updates(args)
+  written = parity.replay_report(args)  # What collection wrote, read back from each side's saved replay.
+  for stats in (runs["0"] for runs in written.values()):
+    assert stats["first_step_is_first"] and stats["every_last_followed_by_first"]
+    assert stats["reward_on_first_steps"] == [0.0] and stats["steps"] >= parity.prefill_steps(args)
   reason = parity.reference_missing(parity.DEFAULT_VENV)
   if reason:
     assert report["skipped"]["reference"] == reason
@@ -114,6 +251,7 @@ def test_tiny_side_by_side_run_writes_the_json(tmp_path):
   assert ref["updates_per_seed"]["0"] >= 4
   assert ref["params"] == ours["params"]  # Same size on both sides: the counts match exactly.
   assert report["diagnostics"]["model loss"]["reference"]["mean"]
+  assert set(written) == {parity.OURS, parity.REFERENCE}
 
 
 # --- check-update: the world-model update number for number ---------------------------------------
@@ -256,6 +394,15 @@ def test_check_update_matches_the_reference_number_for_number(tmp_path):
   assert set(first) == {name for name, _ in parity_update.WORLD_MODEL_METRICS}
   for ours, reference in first.values():
     assert ours == pytest.approx(reference, rel=1e-5)
+
+
+def test_check_update_on_a_shared_replay_of_several_batches(tmp_path):
+  """``--batches=3``: update i of both sides trains on batch i mod 3 of one stream; a side that took
+  another batch would differ from update 1 on."""
+  report = _check_update(tmp_path, "--task=gym_CartPole-v1", "--updates=6", "--agree=6", "--batches=3")
+  assert report["passed"] and report["settings"]["batches"] == 3
+  losses = [row["model_loss"][0] for row in report["updates"]]
+  assert len(set(losses)) == 6  # Different batches (and parameters) at every update.
 
 
 def test_full_agent_update_matches_the_reference(tmp_path):
