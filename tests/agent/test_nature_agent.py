@@ -409,3 +409,30 @@ def test_actor_and_critic_losses_equal_the_author_code():
   np.testing.assert_allclose(float(metrics["retnorm_scale"]), AUTHOR_IMAG["scale"], rtol=1e-5)
   np.testing.assert_allclose(float(actor_loss), AUTHOR_IMAG["policy"], rtol=1e-4)
   np.testing.assert_allclose(float(critic_loss), AUTHOR_IMAG["value"], rtol=1e-5)
+
+
+def test_replay_value_loss_equals_the_author_code():
+  """dreamerv3/agent.py:repl_loss (e3f0224, float32) with its value MLPHead (symexp_twohot, 3 x 16, crc32
+  weights, the slow value equal to the value, no valnorm, lambda 0.95, horizon 333, slowreg 1) on B 3 x T 7
+  replayed steps from default_rng(13): mean loss 6.421182155609131 before the 0.3 scale."""
+  rng = np.random.default_rng(13)
+  feat = rng.normal(size=(3, 7, 10)).astype(np.float32)
+  rew = rng.normal(size=(3, 7)).astype(np.float32)
+  term = rng.uniform(size=(3, 7)) < 0.2
+  last = term | (rng.uniform(size=(3, 7)) < 0.15)
+  boot = rng.normal(size=(3, 7)).astype(np.float32) * 3
+  model = load_config(None, ["nature"], ["model.units=16"]).model
+  ac = ActorCritic(10, 2, False, model)
+  for i, layer in enumerate(ac.critic.trunk.hidden):
+    named = {f"val/mlp/linear{i}/kernel": layer.dense.kernel, f"val/mlp/linear{i}/bias": layer.dense.bias}
+    named[f"val/mlp/norm{i}/scale"] = layer.norm.scale
+    for name, var in named.items():
+      value = np.random.default_rng(zlib.crc32(name.encode())).uniform(-0.5, 0.5, size=var.shape)
+      var.assign(value.astype(np.float32) + (1.0 if name.endswith("/scale") else 0.0))
+  for name, var in (("val/head/logits/kernel", ac.critic.out.kernel), ("val/head/logits/bias", ac.critic.out.bias)):
+    var.assign(np.random.default_rng(zlib.crc32(name.encode())).uniform(-0.5, 0.5, size=var.shape).astype(np.float32))
+  for slow, fast in zip(ac.slow_critic.weights, ac.critic.weights):
+    slow.assign(fast)
+  data = dict(reward=tf.constant(rew), is_terminal=tf.constant(term), is_last=tf.constant(last))
+  loss, _ = ac.replay_value_loss(tf.constant(feat), data, tf.constant(boot))
+  np.testing.assert_allclose(float(loss), 0.3 * 6.421182155609131, rtol=1e-5)
