@@ -363,3 +363,76 @@ def test_world_model_losses_equal_the_author_code(monkeypatch):
     np.testing.assert_allclose(float(metrics[f"{key}_loss"]), np.mean(values), rtol=1e-5, err_msg=key)
   expected = sum(np.mean(v) * s for v, s in zip(AUTHOR_WM_LOSSES.values(), (1.0, 1.0, 1.0, 0.1, 1.0)))
   np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+# dreamerv3/agent.py:imag_loss (e3f0224, jax 0.4.33, float32) on fixed imagined trajectories: N 4 x 6
+# states of 10 features, 2 continuous actions, rewards and continue probabilities from default_rng(11) as
+# in _author_imag_inputs; its policy (bounded_normal, 3 x 16, outscale 0.01) and value (symexp_twohot,
+# 3 x 16) MLPHeads with crc32 weights, the slow value equal to the value, a fresh perc return normaliser
+# (rate 0.01, limit 1), contdisc, slowtar False, lambda 0.95, actent 3e-4, slowreg 1.
+AUTHOR_IMAG = dict(scale=15637.5087890625, policy=162.1000213623047, value=6.057199954986572)
+
+
+def _author_imag_inputs():
+  rng = np.random.default_rng(11)
+  feat = rng.normal(size=(4, 6, 10)).astype(np.float32)
+  act = rng.uniform(-1, 1, size=(4, 6, 2)).astype(np.float32)
+  rew = rng.normal(size=(4, 6)).astype(np.float32)
+  con = rng.uniform(0.6, 1.0, size=(4, 6)).astype(np.float32)
+  return feat, act, rew, con
+
+
+def test_actor_and_critic_losses_equal_the_author_code():
+  model = load_config(None, ["nature"], ["model.units=16"]).model
+  ac = ActorCritic(10, 2, False, model)
+  names = {}
+  for head, prefix, outs in ((ac.actor, "pol", ("action/mean", "action/stddev")), (ac.critic, "val", ("logits",))):
+    for i, layer in enumerate(head.trunk.hidden):
+      names.update(
+        {f"{prefix}/mlp/linear{i}/kernel": layer.dense.kernel, f"{prefix}/mlp/linear{i}/bias": layer.dense.bias}
+      )
+      names[f"{prefix}/mlp/norm{i}/scale"] = layer.norm.scale
+    for out, layer in zip(outs, (head.out, head.std)):
+      names.update({f"{prefix}/head/{out}/kernel": layer.kernel, f"{prefix}/head/{out}/bias": layer.bias})
+  assert len(names) == len(ac.actor.trainable_variables) + len(ac.critic.trainable_variables) == 24
+  for name, var in names.items():
+    value = np.random.default_rng(zlib.crc32(name.encode())).uniform(-0.5, 0.5, size=var.shape)
+    var.assign(value.astype(np.float32) + (1.0 if name.endswith("/scale") else 0.0))
+  for slow, fast in zip(ac.slow_critic.weights, ac.critic.weights):
+    slow.assign(fast)
+  feat, act, rew, con = (tf.constant(np.swapaxes(x, 0, 1)) for x in _author_imag_inputs())  # time-major
+  traj = dict(feat=feat, action=act, reward=rew, cont=con, weight=tf.math.cumprod(con, 0))
+  value = ac.critic(feat).mean()
+  ret = ac.lambda_returns(traj, value)
+  actor_loss, _, metrics = ac.actor_loss(traj, value, ret)
+  critic_loss, _ = ac.critic_loss(traj, ret)
+  np.testing.assert_allclose(float(metrics["retnorm_scale"]), AUTHOR_IMAG["scale"], rtol=1e-5)
+  np.testing.assert_allclose(float(actor_loss), AUTHOR_IMAG["policy"], rtol=1e-4)
+  np.testing.assert_allclose(float(critic_loss), AUTHOR_IMAG["value"], rtol=1e-5)
+
+
+def test_replay_value_loss_equals_the_author_code():
+  """dreamerv3/agent.py:repl_loss (e3f0224, float32) with its value MLPHead (symexp_twohot, 3 x 16, crc32
+  weights, the slow value equal to the value, no valnorm, lambda 0.95, horizon 333, slowreg 1) on B 3 x T 7
+  replayed steps from default_rng(13): mean loss 6.421182155609131 before the 0.3 scale."""
+  rng = np.random.default_rng(13)
+  feat = rng.normal(size=(3, 7, 10)).astype(np.float32)
+  rew = rng.normal(size=(3, 7)).astype(np.float32)
+  term = rng.uniform(size=(3, 7)) < 0.2
+  last = term | (rng.uniform(size=(3, 7)) < 0.15)
+  boot = rng.normal(size=(3, 7)).astype(np.float32) * 3
+  model = load_config(None, ["nature"], ["model.units=16"]).model
+  ac = ActorCritic(10, 2, False, model)
+  for i, layer in enumerate(ac.critic.trunk.hidden):
+    named = {f"val/mlp/linear{i}/kernel": layer.dense.kernel, f"val/mlp/linear{i}/bias": layer.dense.bias}
+    named[f"val/mlp/norm{i}/scale"] = layer.norm.scale
+    for name, var in named.items():
+      value = np.random.default_rng(zlib.crc32(name.encode())).uniform(-0.5, 0.5, size=var.shape)
+      var.assign(value.astype(np.float32) + (1.0 if name.endswith("/scale") else 0.0))
+  for name, var in (("val/head/logits/kernel", ac.critic.out.kernel), ("val/head/logits/bias", ac.critic.out.bias)):
+    var.assign(np.random.default_rng(zlib.crc32(name.encode())).uniform(-0.5, 0.5, size=var.shape).astype(np.float32))
+  for slow, fast in zip(ac.slow_critic.weights, ac.critic.weights):
+    slow.assign(fast)
+  data = dict(reward=tf.constant(rew), is_terminal=tf.constant(term), is_last=tf.constant(last))
+  loss, _ = ac.replay_value_loss(tf.constant(feat), data, tf.constant(boot))
+  np.testing.assert_allclose(float(loss), 0.3 * 6.421182155609131, rtol=1e-5)
