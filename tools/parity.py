@@ -961,6 +961,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   check.add_argument("--sample_seeds", type=_seeds, default=list(range(1, 11)), help="with --sampled")
   check.add_argument("--jit_compile", action="store_true", help="compile dreamer_tf's update with XLA")
   check.add_argument(
+    "--sample_offset",
+    type=int,
+    default=0,
+    help="with --own_init --sampled: seed s initialises, seed s + this samples (0: the same seed)",
+  )
+  check.add_argument(
     "--shared_inits",
     action="store_true",
     help="with --sampled: both sides start from the reference's initialisation for each of --sample_seeds",

@@ -389,9 +389,9 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
   sides = {"dreamer_tf": [], "reference": []}
   if args.own_init:
     for seed in seeds:
-      _, rows = reference_updates(args, reference_python, env, seed, actions, [seed] if args.sampled else ())
-      sides["reference"].append(_rows(rows[str(seed)] if args.sampled else rows))
-      sampler = seed if args.sampled else None
+      sampler = seed + args.sample_offset if args.sampled else None  # --sample_offset: apart from the init seed
+      _, rows = reference_updates(args, reference_python, env, seed, actions, [sampler] if args.sampled else ())
+      sides["reference"].append(_rows(rows[str(sampler)] if args.sampled else rows))
       sides["dreamer_tf"].append(run_ours(args, batch, actions, None, init_seed=seed, sample_seed=sampler))
   elif args.shared_inits:  # --sampled from the reference's initialisation for each seed, shared by both sides.
     for seed in seeds:
@@ -412,7 +412,7 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
   modes = (("own_init", args.own_init), ("shared_inits", args.shared_inits), ("sampled", args.sampled))
   mode = "+".join(m for m, on in modes if on)
   result = dict(task=args.task, mode=mode, seeds=list(seeds), updates=args.updates, at_updates=table, runs=sides)
-  names = (*SIZE_ARGS, "batch_size", "batch_length", "batches", "seed", "full", "jit_compile")
+  names = (*SIZE_ARGS, "batch_size", "batch_length", "batches", "seed", "full", "jit_compile", "sample_offset")
   result["settings"] = {k: getattr(args, k) for k in names}
   path = args.out / ("own_init.json" if mode == "own_init" else f"{mode.replace('+', '_')}.json")
   path.write_text(json.dumps(result, indent=1))
