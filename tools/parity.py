@@ -961,6 +961,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   check.add_argument("--sample_seeds", type=_seeds, default=list(range(1, 11)), help="with --sampled")
   check.add_argument("--jit_compile", action="store_true", help="compile dreamer_tf's update with XLA")
   check.add_argument(
+    "--sample_offset",
+    type=int,
+    default=0,
+    help="with --own_init --sampled: seed s initialises, seed s + this samples (0: the same seed)",
+  )
+  check.add_argument(
+    "--shared_inits",
+    action="store_true",
+    help="with --sampled: both sides start from the reference's initialisation for each of --sample_seeds",
+  )
+  check.add_argument(
     "--batches",
     type=int,
     default=1,
@@ -1008,6 +1019,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   if args.command == "setup-reference":
     return args
   check = args.command == "check-update"
+  if check and args.shared_inits and (args.own_init or not args.sampled):
+    parser.error("--shared_inits goes with --sampled and without --own_init")
   if check and not args.task.startswith("gym_"):
     parser.error(f"--task={args.task}: check-update takes a gymnasium task, gym_<id> (e.g. gym_CartPole-v1)")
   sizes = ("updates", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")

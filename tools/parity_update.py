@@ -380,17 +380,24 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
   draws its initial parameters. ``--sampled``: both start from the reference's parameters (``--seed``)
   and draw their latents with their own samplers, one run per seed in ``--sample_seeds``, so that the
   only difference left is the samplers (with ``--own_init`` too: each side's own initialisation and
-  samplers, seed by seed). The seed means are compared with Welch's t (no pass or fail: a report), at
-  single updates with ``--own_init`` alone, as means over quarters of the updates with ``--sampled``.
+  samplers, seed by seed; with ``--shared_inits`` instead: both sides from the reference's
+  initialisation for each seed, each with its own sampler). The seed means are compared with Welch's
+  t (no pass or fail: a report), at single updates with ``--own_init`` alone, as means over quarters
+  of the updates with ``--sampled``.
   """
   seeds = args.sample_seeds if args.sampled and not args.own_init else args.init_seeds
   sides = {"dreamer_tf": [], "reference": []}
   if args.own_init:
     for seed in seeds:
-      _, rows = reference_updates(args, reference_python, env, seed, actions, [seed] if args.sampled else ())
-      sides["reference"].append(_rows(rows[str(seed)] if args.sampled else rows))
-      sampler = seed if args.sampled else None
+      sampler = seed + args.sample_offset if args.sampled else None  # --sample_offset: apart from the init seed
+      _, rows = reference_updates(args, reference_python, env, seed, actions, [sampler] if args.sampled else ())
+      sides["reference"].append(_rows(rows[str(sampler)] if args.sampled else rows))
       sides["dreamer_tf"].append(run_ours(args, batch, actions, None, init_seed=seed, sample_seed=sampler))
+  elif args.shared_inits:  # --sampled from the reference's initialisation for each seed, shared by both sides.
+    for seed in seeds:
+      params, runs = reference_updates(args, reference_python, env, seed, actions, [seed])
+      sides["reference"].append(_rows(runs[str(seed)]))
+      sides["dreamer_tf"].append(run_ours(args, batch, actions, params, sample_seed=seed))
   else:  # --sampled from the same parameters: the reference runs every sample seed in one process.
     params, runs = reference_updates(args, reference_python, env, args.seed, actions, seeds)
     for seed in seeds:
@@ -402,9 +409,10 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
   else:
     columns = [(i, i, i + 1) for i in sorted({0, args.updates // 4, args.updates // 2, args.updates - 1})]
   table = welch_table(sides, columns)
-  mode = "+".join(m for m, on in (("own_init", args.own_init), ("sampled", args.sampled)) if on)
+  modes = (("own_init", args.own_init), ("shared_inits", args.shared_inits), ("sampled", args.sampled))
+  mode = "+".join(m for m, on in modes if on)
   result = dict(task=args.task, mode=mode, seeds=list(seeds), updates=args.updates, at_updates=table, runs=sides)
-  names = (*SIZE_ARGS, "batch_size", "batch_length", "batches", "seed", "full", "jit_compile")
+  names = (*SIZE_ARGS, "batch_size", "batch_length", "batches", "seed", "full", "jit_compile", "sample_offset")
   result["settings"] = {k: getattr(args, k) for k in names}
   path = args.out / ("own_init.json" if mode == "own_init" else f"{mode.replace('+', '_')}.json")
   path.write_text(json.dumps(result, indent=1))

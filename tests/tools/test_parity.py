@@ -188,6 +188,16 @@ def test_each_logged_update_weighs_once_in_the_bins(tmp_path):
   assert sides[parity.OURS]["mean"] == [pytest.approx((2 * 1.5 + 98 * 1.0) / 100)]
 
 
+def test_check_update_modes_that_do_not_go_together_are_refused(capsys):
+  base = ["check-update", "--task=gym_CartPole-v1", "--out=/tmp/x"]
+  for extra in (["--shared_inits"], ["--shared_inits", "--sampled", "--own_init"], ["--batches=0"]):
+    with pytest.raises(SystemExit):
+      parity.parse_args([*base, *extra])
+  assert "--shared_inits goes with --sampled" in capsys.readouterr().err
+  args = parity.parse_args([*base, "--sampled", "--shared_inits", "--batches=5"])
+  assert args.sampled and args.shared_inits and args.batches == 5
+
+
 def test_welch_t_of_seed_means():
   assert parity_update.welch_t([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 0.0
   # Means 2 and 4, variances 1 and 4 over 3 seeds each: t = -2 / sqrt(1/3 + 4/3).
