@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from agent_testlib import random_batch
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
@@ -243,32 +244,8 @@ def _config(*overrides, presets=("debug",)):
 
 
 def _batch(obs_spec, action_spec, seed=0):
-  """A random replay batch ``[B, T]`` in the step format (docs/CONTRIBUTING.md)."""
-  rng = np.random.default_rng(seed)
-  obs = {}
-  for key, spec in obs_spec.items():
-    shape = (B, T, *spec.shape)
-    if spec.dtype == tf.uint8:
-      obs[key] = rng.integers(0, 256, size=shape).astype(np.uint8)
-    else:
-      obs[key] = rng.normal(size=shape).astype(np.float32)
-  if action_spec.dtype.is_integer:
-    action = rng.integers(action_spec.minimum, action_spec.maximum + 1, size=(B, T)).astype(np.int32)
-  else:
-    action = rng.uniform(-1, 1, size=(B, T, *action_spec.shape)).astype(np.float32)
-  is_first = np.zeros((B, T), bool)
-  is_first[:, 0] = True
-  is_terminal = np.zeros((B, T), bool)
-  is_terminal[1, -1] = True
-  data = dict(
-    obs=obs,
-    action=action,
-    reward=rng.normal(size=(B, T)).astype(np.float32),
-    is_first=is_first,
-    is_last=is_terminal.copy(),
-    is_terminal=is_terminal,
-  )
-  return tf.nest.map_structure(tf.convert_to_tensor, data)
+  """A random replay batch ``[B, T]`` in the step format (tests/agent/agent_testlib.py)."""
+  return tf.nest.map_structure(tf.convert_to_tensor, random_batch(obs_spec, action_spec, B, T, seed))
 
 
 def _check_train(agent, obs_spec, action_spec, train=None, steps=2):

@@ -2,6 +2,7 @@
 equals the author's current code (reference_install_current.md: its own `agent.params` for a 64x64x3
 uint8 image and 18 discrete actions)."""
 
+import functools
 import json
 import math
 import pathlib
@@ -12,6 +13,8 @@ import zlib
 import numpy as np
 import pytest
 import tensorflow as tf
+from agent_testlib import random_batch
+from nature_testlib import add_names, block_gru_names, image_names
 from tf_agents.specs import tensor_spec
 
 from dreamer_tf.agent.actor_critic import ActorCritic
@@ -97,32 +100,8 @@ CONTINUOUS = tensor_spec.BoundedTensorSpec([2], tf.float32, -1.0, 1.0, "action")
 
 
 def _batch(obs_spec, action_spec, seed=0):
-  rng = np.random.default_rng(seed)
-  obs = {}
-  for key, spec in obs_spec.items():
-    shape = (B, T, *spec.shape)
-    if spec.dtype == tf.uint8:
-      obs[key] = rng.integers(0, 256, size=shape).astype(np.uint8)
-    elif spec.dtype.is_integer:
-      obs[key] = rng.integers(0, int(spec.maximum) + 1, size=shape).astype(np.int32)
-    else:
-      obs[key] = rng.normal(size=shape).astype(np.float32)
-  if action_spec.dtype.is_integer:
-    action = rng.integers(action_spec.minimum, action_spec.maximum + 1, size=(B, T)).astype(np.int32)
-  else:
-    action = rng.uniform(-1, 1, size=(B, T, *action_spec.shape)).astype(np.float32)
-  is_first = np.zeros((B, T), bool)
-  is_first[:, 0] = True
-  is_terminal = np.zeros((B, T), bool)
-  is_terminal[1, -1] = True
-  return dict(
-    obs=obs,
-    action=action,
-    reward=rng.normal(size=(B, T)).astype(np.float32),
-    is_first=is_first,
-    is_last=is_terminal.copy(),
-    is_terminal=is_terminal,
-  )
+  """A random replay batch ``[B, T]`` in the step format (tests/agent/agent_testlib.py)."""
+  return random_batch(obs_spec, action_spec, B, T, seed)
 
 
 def _nature_debug(*overrides):
@@ -311,27 +290,10 @@ def _author_wm_inputs():
 
 def _author_wm_names(wm):
   names = {}
-
-  def add(name, dense, norm=None, norm_name=None):
-    names.update({f"{name}/kernel": dense.kernel, f"{name}/bias": dense.bias})
-    if norm is not None:
-      names[norm_name or f"{name}norm/scale"] = norm.scale
-
-  enc, dec, rssm = wm.encoder.cnn, wm.decoder.cnn, wm.rssm
-  for i, (conv, norm) in enumerate(zip(enc.convs, enc.norms)):
-    add(f"enc/cnn{i}", conv, norm)
-  add("dec/sp0", dec.deter_space)
-  add("dec/sp1", dec.stoch_hidden.dense, dec.stoch_hidden.norm)
-  add("dec/sp2", dec.stoch_space)
-  names["dec/spnorm/scale"] = dec.space_norm.scale
-  for conv, norm in zip(dec.convs, dec.norms):
-    add(f"dec/{conv.name}", conv, norm)
-  add("dec/imgout", dec.out)
-  for i, layer in enumerate(rssm.core.inputs_in):
-    add(f"dyn/dynin{i}", layer.dense, layer.norm)
-  for i, (layer, norm) in enumerate(zip(rssm.core.hidden_layers, rssm.core.hidden_norms)):
-    add(f"dyn/dynhid{i}", layer, norm)
-  add("dyn/dyngru", rssm.core.gates)
+  add = functools.partial(add_names, names)
+  rssm = wm.rssm
+  image_names(names, wm.encoder.cnn, wm.decoder.cnn)
+  block_gru_names(names, "dyn", rssm.core)
   for i, layer in enumerate(rssm.prior):
     add(f"dyn/prior{i}", layer.dense, layer.norm)
   add("dyn/priorlogit", rssm.prior_logit)

@@ -7,6 +7,7 @@ import zlib
 import numpy as np
 import pytest
 import tensorflow as tf
+from nature_testlib import SIZES, block_gru_names, image_names
 
 from dreamer_tf.agent import networks
 from dreamer_tf.agent.networks.block_gru import UPDATE_BIAS
@@ -357,15 +358,6 @@ def test_checkpoint_save_load_gives_identical_outputs(name, tmp_path):
 # Parameter counts against the author's current code (its own agent.params for a 64x64x3 image and 18
 # actions, /work/shared/reference/reference_install_current.md): encoder, dynamics (RSSM), decoder.
 
-SIZES = {  # deter, hidden, classes, depth, units (configs.yaml); stoch 32, blocks 8 at every size
-  "size1m": (512, 64, 4, 4, 64),
-  "size12m": (2048, 256, 16, 16, 256),
-  "size25m": (3072, 384, 24, 24, 384),
-  "size50m": (4096, 512, 32, 32, 512),
-  "size100m": (6144, 768, 48, 48, 768),
-  "size200m": (8192, 1024, 64, 64, 1024),
-  "size400m": (12288, 1536, 96, 96, 1536),
-}
 REFERENCE_COUNTS = {  # enc, dyn, dec
   "size1m": (14_304, 377_472, 80_595),
   "size12m": (220_416, 5_982_720, 1_272_003),
@@ -470,26 +462,8 @@ def _author_inputs():
 def _author_names(gru, enc, dec):
   """The author's parameter name of each variable (``dreamerv3/rssm.py`` module names)."""
   names = {}
-
-  def add(prefix, layer, norm=None):
-    names.update({f"{prefix}/kernel": layer.kernel, f"{prefix}/bias": layer.bias})
-    if norm is not None:
-      names[f"{prefix}norm/scale"] = norm.scale
-
-  for i, layer in enumerate(gru.inputs_in):
-    add(f"rssm/dynin{i}", layer.dense, layer.norm)
-  for i, (layer, norm) in enumerate(zip(gru.hidden_layers, gru.hidden_norms)):
-    add(f"rssm/dynhid{i}", layer, norm)
-  add("rssm/dyngru", gru.gates)
-  for i, (conv, norm) in enumerate(zip(enc.convs, enc.norms)):
-    add(f"enc/cnn{i}", conv, norm)
-  add("dec/sp0", dec.deter_space)
-  add("dec/sp1", dec.stoch_hidden.dense, dec.stoch_hidden.norm)
-  add("dec/sp2", dec.stoch_space)
-  names["dec/spnorm/scale"] = dec.space_norm.scale
-  for conv, norm in zip(dec.convs, dec.norms):
-    add(f"dec/{conv.name}", conv, norm)
-  add("dec/imgout", dec.out)
+  block_gru_names(names, "rssm", gru)
+  image_names(names, enc, dec)
   return names
 
 
