@@ -50,9 +50,7 @@ class ImageEncoder(keras.layers.Layer):
     super().build(input_shape)
 
   def call(self, image):
-    batch_shape = tf.shape(image)[:-3]
-    x = tf.cast(image, self.compute_dtype) / 255.0 - 0.5
-    x = tf.reshape(x, tf.concat([[-1], tf.shape(image)[-3:]], 0))
+    x, batch_shape = flat_images(image, self.compute_dtype)
     for conv, norm in zip(self.convs, self.norms):
       x = tf.nn.silu(norm(conv(x)))
     return tf.reshape(x, tf.concat([batch_shape, [self.output_size]], 0))
@@ -61,3 +59,14 @@ class ImageEncoder(keras.layers.Layer):
     config = super().get_config()
     config.update(depth=self.depth, minres=self.minres, norm_eps=self.norm_eps)
     return config
+
+
+def flat_images(image, dtype):
+  """uint8 images ``[..., H, W, C]`` scaled to [-0.5, 0.5] in ``dtype``, leading axes flattened.
+
+  Returns:
+    ``(x_NHWC, batch_shape)``: the images as one batch, and the leading shape to restore.
+  """
+  batch_shape = tf.shape(image)[:-3]
+  x = tf.cast(image, dtype) / 255.0 - 0.5
+  return tf.reshape(x, tf.concat([[-1], tf.shape(image)[-3:]], 0)), batch_shape

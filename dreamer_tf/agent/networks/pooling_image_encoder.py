@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from dreamer_tf.agent.networks.image_encoder import flat_images
 from dreamer_tf.agent.networks.rms_norm import RMSNorm
 from dreamer_tf.agent.networks.truncated_normal_fan_in import TruncatedNormalFanIn
 
@@ -49,9 +50,7 @@ class PoolingImageEncoder(keras.layers.Layer):
     super().build(input_shape)
 
   def call(self, image):
-    batch_shape = tf.shape(image)[:-3]
-    x = tf.cast(image, self.compute_dtype) / 255.0 - 0.5
-    x = tf.reshape(x, tf.concat([[-1], tf.shape(image)[-3:]], 0))
+    x, batch_shape = flat_images(image, self.compute_dtype)
     for conv, norm in zip(self.convs, self.norms):
       x = tf.nn.max_pool2d(conv(x), 2, 2, "VALID")
       x = tf.nn.silu(norm(x))
