@@ -204,3 +204,8 @@ def test_replay_context_is_zero_or_one():
 def test_local_replay_context_is_refused_until_carried():
   with pytest.raises(ConfigError, match="replay.context=1 is not carried by dreamer_tf yet"):
     load_config(None, ["nature"], ["replay.context=1"])
+
+
+def test_nature_replay_is_online_with_5e6_steps():
+  replay = load_config(None, ["nature"]).replay
+  assert (replay.capacity, replay.online, replay.context) == (5_000_000, True, 0)

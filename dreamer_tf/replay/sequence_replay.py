@@ -42,6 +42,7 @@ class _State:
     self.end = 0  # One past the last stored stream step.
     self.lineage = uuid.uuid4().hex[:12]  # Names this buffer's data in checkpoint file names.
     self.added = 0  # Steps added over the buffer's lifetime (all streams).
+    self.queue: collections.deque = collections.deque()  # Online windows (stream, start) not yet sampled.
 
 
 class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
@@ -73,6 +74,7 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     compress_level: int = 1,
     cache_bytes: int = 64 << 20,
     seed: int | None = None,
+    online_length: int = 0,
   ):
     """Creates an empty buffer (no memory is reserved up front).
 
@@ -87,6 +89,12 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
       compress_level: zlib level (1 is fastest; higher levels gain little on frames).
       cache_bytes: Budget of the LRU cache of decoded blocks.
       seed: Seed of the sampling generator.
+      online_length: 0, or the online queue of the current generation (replay.online) for windows
+        of this length: as in the author's current code (embodied/core/replay.py, ``online``), each
+        stream queues the window that ends with its stream step ``n`` whenever ``n`` is a positive
+        multiple of the length (windows starting at steps 1, L + 1, 2L + 1, ...: fresh and
+        non-overlapping), and every sample of that length takes queued windows first (oldest
+        first, each once; evicted ones are dropped), the rest uniformly.
     """
     super().__init__(data_spec, capacity, stateful_dataset=True)
     # Plain Python state: tf.Module's attribute tracking would wrap dicts in slow proxies.
@@ -113,10 +121,16 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     self._data_ready = threading.Condition(self._lock)
     self._write_lock = threading.Lock()  # Serialises add_batch, save, restore and clear.
     self._state = _State()
+    if online_length < 0:
+      raise UserError(f"replay online_length must not be negative, got {online_length}")
+    self._online_length = online_length
 
   @classmethod
   def from_config(cls, config, data_spec: Mapping, **kwargs) -> SequenceReplayBuffer:
-    """Creates the buffer from ``config.replay.capacity`` (steps), ``config.run.envs`` and ``run.seed``."""
+    """Creates the buffer from ``config.replay.capacity`` (steps), ``config.run.envs``, ``run.seed`` and
+    ``replay.online`` (the queue for windows of ``replay.batch_length + replay.context`` steps)."""
+    online = config.replay.batch_length + config.replay.context if config.replay.online else 0
+    kwargs.setdefault("online_length", online)
     return cls(data_spec, config.run.envs, config.replay.capacity, seed=config.run.seed, **kwargs)
 
   # Properties.
@@ -134,6 +148,11 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     """Stored steps over all streams."""
     state = self._state
     return self._num_streams * (state.end - state.start)
+
+  @property
+  def queued(self) -> int:
+    """Online windows waiting to be sampled (0 without the online queue)."""
+    return len(self._state.queue)
 
   @property
   def stream_length(self) -> int:
@@ -197,6 +216,9 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
           state.chunks[index] = full
         state.end += 1
         state.added += self._num_streams
+        step, length = state.end - 1, self._online_length
+        if length and step >= length and step % length == 0:
+          state.queue.extend((stream, step - length + 1) for stream in range(self._num_streams))
         self._evict_locked()
         self._data_ready.notify_all()
 
@@ -207,6 +229,8 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     first_needed = state.start // self._chunk_size
     for index in [i for i in state.chunks if i < first_needed]:
       del state.chunks[index]
+    while state.queue and state.queue[0][1] < state.start:
+      state.queue.popleft()
 
   # Sampling.
 
@@ -242,6 +266,9 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
       state = self._state
       streams = self._rng.integers(self._num_streams, size=batch_size)
       starts = self._rng.integers(state.start, state.end - length + 1, size=batch_size)
+      if length == self._online_length:
+        for i in range(min(batch_size, len(state.queue))):
+          streams[i], starts[i] = state.queue.popleft()
       first = state.start // self._chunk_size
       last = (state.end - 1) // self._chunk_size
       chunks = {i: state.chunks[i] for i in range(first, last + 1)}
@@ -392,6 +419,7 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
         chunks = dict(state.chunks)
         start, end, lineage, added = state.start, state.end, state.lineage, state.added
         rng_state = self._rng.bit_generator.state
+        queue = list(state.queue)
       open_index, open_length = divmod(end, self._chunk_size)
       entries = []
       for index in sorted(chunks):
@@ -428,6 +456,8 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
         "rng_state": rng_state,
         "saved_at": time.time(),
       }
+      if self._online_length:
+        manifest["online_queue"] = [[int(a), int(b)] for a, b in queue]
       checkpoint.write_manifest(directory, manifest)
       removed = checkpoint.remove_stale(directory, {e["file"] for e in entries})
     return {"files_written": written, "bytes_written": nbytes, "files_removed": removed}
@@ -461,6 +491,8 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     state = _State()
     state.start, state.end = manifest["start"], manifest["end"]
     state.added, state.lineage = manifest["added"], manifest["lineage"]
+    if self._online_length:
+      state.queue.extend(tuple(item) for item in manifest.get("online_queue", []))
     for entry in manifest["chunks"]:
       chunk, length = checkpoint.read_chunk(
         directory / entry["file"], entry["index"], self._columns, self._num_streams, entry["bytes"]

@@ -209,3 +209,20 @@ def test_a_write_that_fails_midway_leaves_nothing_open_and_the_last_checkpoint_w
   expected = make_replay()
   fill(expected, 0, 40)
   assert_same(restored.gather_all(), expected.gather_all())
+
+
+def test_online_queue_round_trips(tmp_path):
+  replay = SequenceReplayBuffer(make_spec(), 2, 3000, chunk_size=32, block_size=8, seed=0, online_length=10)
+  fill(replay, 0, 45)
+  replay.sample(3, 10)  # Takes 3 of the 8 queued windows.
+  replay.save(tmp_path)
+  assert json.loads((tmp_path / "manifest.json").read_text())["online_queue"][0] == [1, 11]
+  restored = SequenceReplayBuffer(make_spec(), 2, 3000, chunk_size=32, block_size=8, seed=5, online_length=10)
+  restored.restore(tmp_path)
+  assert restored.queued == replay.queued == 5
+  for _ in range(3):
+    assert_same(restored.sample(4, 10), replay.sample(4, 10))
+  plain = make_replay()  # The 2023 manifest has no queue.
+  fill(plain, 0, 45)
+  plain.save(tmp_path / "plain")
+  assert "online_queue" not in json.loads((tmp_path / "plain" / "manifest.json").read_text())
