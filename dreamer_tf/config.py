@@ -356,6 +356,7 @@ _NON_NEGATIVE = (
   "model.free_nats",
   "model.actent",
   "run.max_nonfinite_skips",
+  "replay.context",
   "model.prior_layers",
   "model.dyn_layers",
   "model.head_layers",
@@ -401,6 +402,7 @@ def validate(config: Config) -> None:
     raise ConfigError(
       f"replay.capacity={config.replay.capacity} must be at least replay.batch_length={config.replay.batch_length}"
     )
+  _check_replay_generation(config.replay)
   model = config.model
   if model.core == "gru" and (model.prior_layers, model.post_layers) != (1, 1):
     raise ConfigError(
@@ -414,6 +416,24 @@ def validate(config: Config) -> None:
     raise ConfigError(f"env.atari.size must be square with a power-of-two side for the CNN, got {size}")
   if model.cnn == "pooling" and (size[0] != size[1] or size[0] % 16):
     raise ConfigError(f"env.atari.size must be square with a side divisible by 16 for the pooling CNN, got {size}")
+
+
+def _check_replay_generation(replay: Mapping) -> None:
+  """The current generation's replay keys: ``replay.context`` (0 or 1) and ``replay.online``, local replay only."""
+  if replay.context not in (0, 1):
+    raise ConfigError(f"replay.context must be 0 or 1 (latent steps before each window), got {replay.context!r}")
+  if replay.backend == "reverb" and (replay.context or replay.online):
+    keys = [k for k, on in (("replay.context", replay.context), ("replay.online", replay.online)) if on]
+    fix = " ".join(f"{k}={'0' if k == 'replay.context' else 'false'}" for k in keys)
+    raise ConfigError(
+      f"{' and '.join(keys)} need the local replay: the Reverb tables neither keep per-step latents that the "
+      f"learner writes back nor queue fresh windows (docs/reverb.md); use --replay=local or --override {fix}"
+    )
+  if replay.context:
+    raise ConfigError(
+      "replay.context=1 is not carried by dreamer_tf yet (the per-step latents in replay, issue 19); "
+      "use --override replay.context=0"
+    )
 
 
 # Model keys added to the defaults after runs may have been written, with the key whose value

@@ -164,3 +164,38 @@ def test_precision_auto_is_bfloat16_on_accelerators_float32_on_cpu(monkeypatch):
   monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
   assert loop.resolve_precision("auto") == "mixed_bfloat16"
   assert loop.resolve_precision("float32") == "float32"
+
+
+def test_replay_context_and_online_default_off():
+  replay = load_config(None).replay
+  assert (replay.context, replay.online) == (0, False)
+
+
+@pytest.mark.parametrize(
+  "overrides, keys, fix",
+  [
+    (["replay.context=1"], "replay.context need", "--override replay.context=0"),
+    (["replay.online=true"], "replay.online need", "--override replay.online=false"),
+    (["replay.context=1", "replay.online=true"], "replay.context and replay.online", "context=0 replay.online=false"),
+  ],
+)
+def test_reverb_refuses_replay_context_and_online_in_one_line(overrides, keys, fix):
+  with pytest.raises(ConfigError) as info:
+    load_config(None, [], ["replay.backend=reverb", *overrides])
+  message = str(info.value)
+  assert keys in message and "Reverb tables" in message and fix in message and "\n" not in message
+
+
+def test_replay_context_is_zero_or_one():
+  with pytest.raises(ConfigError, match="replay.context must be 0 or 1"):
+    load_config(None, [], ["replay.context=2"])
+
+
+def test_local_replay_context_is_refused_until_carried():
+  with pytest.raises(ConfigError, match="replay.context=1 is not carried by dreamer_tf yet"):
+    load_config(None, ["nature"], ["replay.context=1"])
+
+
+def test_nature_replay_is_online_with_5e6_steps():
+  replay = load_config(None, ["nature"]).replay
+  assert (replay.capacity, replay.online, replay.context) == (5_000_000, True, 0)

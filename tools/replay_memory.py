@@ -6,9 +6,18 @@ ALE v5 defaults: frameskip 4, sticky actions) and reports bytes per stored frame
 frames and the median time to sample a ``--batch`` x ``--length`` batch. ``--frames-file`` feeds
 frames from a ``.npy`` array ``[N, 64, 64, 3]`` instead (e.g. rendered DMC frames).
 
+``--full 5e6`` instead projects the memory of a full replay of that many steps (the current
+generation's default capacity) for 64x64x3 and 96x96x1 frames (``--full_shapes``), from the
+compressed bytes per frame measured on ``--frames`` steps of the game (resized with cv2 area
+interpolation, grey for one channel), plus the other columns, with and without the replay-context
+latent columns (deter and stoch, float32 as the author's current code declares them: rssm.py
+``entry_space``, and bfloat16; sizes ``--deter``/``--stoch``/``--classes``, default size200m).
+Latents are uncompressed (sampled floats do not compress).
+
 Example::
 
   .venv/bin/python tools/replay_memory.py --game Pong --frames 100000 --json
+  .venv/bin/python tools/replay_memory.py --game Pong --frames 20000 --full 5e6 --json
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from dreamer_tf.replay.sequence_replay import SequenceReplayBuffer
 PAPER_GB_PER_1M = 11.4  # The official implementation, as measured (docs/stack.md).
 
 
-def atari_steps(game: str, num_envs: int, seed: int):
+def atari_steps(game: str, num_envs: int, seed: int, shape=(64, 64, 3)):
   """Yields batched steps in the replay step format, with TF-Agents' auto-reset semantics."""
   import ale_py
   import cv2
@@ -51,7 +60,10 @@ def atari_steps(game: str, num_envs: int, seed: int):
       else:
         obs, reward[i], term, trunc, _ = env.step(int(actions[i]))
         last[i], terminal[i] = term or trunc, term
-      frames.append(cv2.resize(obs, (64, 64), interpolation=cv2.INTER_AREA))
+      frame = cv2.resize(obs, shape[1::-1], interpolation=cv2.INTER_AREA)
+      if shape[2] == 1:
+        frame = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[..., None]
+      frames.append(frame)
     actions = rng.integers(envs[0].action_space.n, size=num_envs).astype(np.int32)
     pending_reset = last
     yield {
@@ -81,11 +93,11 @@ def file_steps(path: str, num_envs: int, seed: int):
     }
 
 
-def spec():
+def spec(shape=(64, 64, 3)):
   import tensorflow as tf
 
   return {
-    "obs": {"image": tf.TensorSpec((64, 64, 3), tf.uint8)},
+    "obs": {"image": tf.TensorSpec(shape, tf.uint8)},
     "action": tf.TensorSpec((), tf.int32),
     "reward": tf.TensorSpec((), tf.float32),
     "is_first": tf.TensorSpec((), tf.bool),
@@ -145,6 +157,44 @@ def measure(args) -> dict:
   return results
 
 
+def full_replay(args) -> dict:
+  """Projects the memory of a full replay of ``args.full`` steps per frame shape, with and without latents."""
+  capacity = int(args.full)
+  latent_bytes = 4 * (args.deter + args.stoch * args.classes)  # float32 deter [D] and stoch [S, C] per step.
+  results = {
+    "source": f"ALE/{args.game}-v5",
+    "measured_steps": args.frames,
+    "envs": args.envs,
+    "capacity_steps": capacity,
+    "latent_bytes_per_step": latent_bytes,
+    "latent_bytes_per_step_bfloat16": latent_bytes // 2,
+    "latents": {"deter": args.deter, "stoch": args.stoch, "classes": args.classes, "dtype": "float32"},
+    "shapes": {},
+  }
+  for text in args.full_shapes:
+    shape = tuple(int(x) for x in text.split("x"))
+    replay = SequenceReplayBuffer(spec(shape), args.envs, args.frames, seed=0, chunk_size=args.chunk_size)
+    steps = atari_steps(args.game, args.envs, 0, shape)
+    for _ in range(args.frames // args.envs):
+      replay.add_batch(next(steps))
+    stats = replay.stats()
+    open_rows = replay._state.end % replay._chunk_size
+    open_bytes = replay._state.chunks[max(replay._state.chunks)].nbytes if open_rows else 0
+    per_step = (stats["bytes"] - open_bytes) / (stats["steps"] - open_rows * args.envs)  # Full chunks only.
+    raw_per_step = stats["raw_bytes"] / stats["steps"]
+    gb = lambda b: round(b * capacity / 1e9, 2)
+    results["shapes"][text] = {
+      "bytes_per_step_compressed": round(per_step, 1),
+      "bytes_per_step_uncompressed": round(raw_per_step, 1),
+      "gb_compressed": gb(per_step),
+      "gb_compressed_with_latents": gb(per_step + latent_bytes),
+      "gb_compressed_with_bfloat16_latents": gb(per_step + latent_bytes // 2),
+      "gb_uncompressed": gb(raw_per_step),
+      "gb_uncompressed_with_latents": gb(raw_per_step + latent_bytes),
+    }
+  return results
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--game", default="Pong", help="ALE game name, e.g. Pong, Breakout, MsPacman")
@@ -156,7 +206,25 @@ def main(argv=None):
   parser.add_argument("--length", type=int, default=64)
   parser.add_argument("--samples", type=int, default=50, help="sampled batches for the timing")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
+  parser.add_argument("--full", type=float, default=0, help="project a full replay of this many steps (e.g. 5e6)")
+  parser.add_argument("--full_shapes", nargs="+", default=["64x64x3", "96x96x1"], help="frame shapes for --full")
+  parser.add_argument("--deter", type=int, default=8192, help="latent deter size for --full (size200m: 8192)")
+  parser.add_argument("--stoch", type=int, default=32, help="latent stoch groups for --full")
+  parser.add_argument("--classes", type=int, default=64, help="latent stoch classes for --full (size200m: 64)")
   args = parser.parse_args(argv)
+  if args.full:
+    results = full_replay(args)
+    if args.json:
+      print(json.dumps(results, indent=1))
+      return
+    src = results["source"]
+    print(f"a full replay of {results['capacity_steps']:.3g} steps, {src} frames measured over {args.frames}")
+    for text, r in results["shapes"].items():
+      print(
+        f"{text:>8}: compressed {r['gb_compressed']:7.2f} GB ({r['gb_compressed_with_latents']:7.2f} with latents), "
+        f"uncompressed {r['gb_uncompressed']:7.2f} GB ({r['gb_uncompressed_with_latents']:7.2f} with latents)"
+      )
+    return
   results = measure(args)
   if args.json:
     print(json.dumps(results, indent=1))

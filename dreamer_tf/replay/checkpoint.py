@@ -28,11 +28,12 @@ from dreamer_tf.replay.storage import Chunk, PackedColumn
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-_OWN_FILE = re.compile(r"^(chunk_[0-9a-f]+_\d+\.npz|open_[0-9a-f]+_\d+_\d+\.npz|\..*\.tmp)$")
+_OWN_FILE = re.compile(r"^(chunk_[0-9a-f]+_\d+(_r\d+)?\.npz|open_[0-9a-f]+_\d+_\d+\.npz|\..*\.tmp)$")
 
 
-def chunk_name(lineage: str, index: int) -> str:
-  return f"chunk_{lineage}_{index:09d}.npz"
+def chunk_name(lineage: str, index: int, revision: int = 0) -> str:
+  """A full chunk's file; ``revision`` > 0 names a rewrite after replay-context updates."""
+  return f"chunk_{lineage}_{index:09d}_r{revision}.npz" if revision else f"chunk_{lineage}_{index:09d}.npz"
 
 
 def open_name(lineage: str, index: int, length: int) -> str:

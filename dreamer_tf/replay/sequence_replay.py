@@ -42,6 +42,9 @@ class _State:
     self.end = 0  # One past the last stored stream step.
     self.lineage = uuid.uuid4().hex[:12]  # Names this buffer's data in checkpoint file names.
     self.added = 0  # Steps added over the buffer's lifetime (all streams).
+    self.queue: collections.deque = collections.deque()  # Online windows (stream, start) not yet sampled.
+    self.dirty: set[int] = set()  # Chunks changed by ``update`` since the last save.
+    self.revisions: dict[int, int] = {}  # Chunk index -> times its saved file was rewritten after updates.
 
 
 class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
@@ -73,6 +76,7 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     compress_level: int = 1,
     cache_bytes: int = 64 << 20,
     seed: int | None = None,
+    online_length: int = 0,
   ):
     """Creates an empty buffer (no memory is reserved up front).
 
@@ -87,6 +91,12 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
       compress_level: zlib level (1 is fastest; higher levels gain little on frames).
       cache_bytes: Budget of the LRU cache of decoded blocks.
       seed: Seed of the sampling generator.
+      online_length: 0, or the online queue of the current generation (replay.online) for windows
+        of this length: as in the author's current code (embodied/core/replay.py, ``online``), each
+        stream queues the window that ends with its stream step ``n`` whenever ``n`` is a positive
+        multiple of the length (windows starting at steps 1, L + 1, 2L + 1, ...: fresh and
+        non-overlapping), and every sample of that length takes queued windows first (oldest
+        first, each once; evicted ones are dropped), the rest uniformly.
     """
     super().__init__(data_spec, capacity, stateful_dataset=True)
     # Plain Python state: tf.Module's attribute tracking would wrap dicts in slow proxies.
@@ -111,12 +121,19 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     self._rng = np.random.default_rng(seed)
     self._lock = threading.Lock()  # Guards _state and _rng (short critical sections only).
     self._data_ready = threading.Condition(self._lock)
-    self._write_lock = threading.Lock()  # Serialises add_batch, save, restore and clear.
+    self._write_lock = threading.Lock()  # Serialises add_batch, update, save, restore and clear.
+    self._raw_lock = threading.Lock()  # Serialises ``update``'s writes with the copies out of raw columns.
     self._state = _State()
+    if online_length < 0:
+      raise UserError(f"replay online_length must not be negative, got {online_length}")
+    self._online_length = online_length
 
   @classmethod
   def from_config(cls, config, data_spec: Mapping, **kwargs) -> SequenceReplayBuffer:
-    """Creates the buffer from ``config.replay.capacity`` (steps), ``config.run.envs`` and ``run.seed``."""
+    """Creates the buffer from ``config.replay.capacity`` (steps), ``config.run.envs``, ``run.seed`` and
+    ``replay.online`` (the queue for windows of ``replay.batch_length + replay.context`` steps)."""
+    online = config.replay.batch_length + config.replay.context if config.replay.online else 0
+    kwargs.setdefault("online_length", online)
     return cls(data_spec, config.run.envs, config.replay.capacity, seed=config.run.seed, **kwargs)
 
   # Properties.
@@ -134,6 +151,11 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     """Stored steps over all streams."""
     state = self._state
     return self._num_streams * (state.end - state.start)
+
+  @property
+  def queued(self) -> int:
+    """Online windows waiting to be sampled (0 without the online queue)."""
+    return len(self._state.queue)
 
   @property
   def stream_length(self) -> int:
@@ -197,6 +219,9 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
           state.chunks[index] = full
         state.end += 1
         state.added += self._num_streams
+        step, length = state.end - 1, self._online_length
+        if length and step >= length and step % length == 0:
+          state.queue.extend((stream, step - length + 1) for stream in range(self._num_streams))
         self._evict_locked()
         self._data_ready.notify_all()
 
@@ -207,6 +232,53 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     first_needed = state.start // self._chunk_size
     for index in [i for i in state.chunks if i < first_needed]:
       del state.chunks[index]
+    while state.queue and state.queue[0][1] < state.start:
+      state.queue.popleft()
+
+  # Writing back.
+
+  def update(self, ids, values: Mapping, offset: int = 0) -> int:
+    """Overwrites stored values of unpacked columns at sampled windows (the replay-context write-back).
+
+    Args:
+      ids: ``BufferInfo.ids`` of the sampled windows (stream and start step), shape ``[B]``.
+      values: Column path (``"a/b"``) -> array ``[B, L, ...]``, written at steps
+        ``start + offset .. start + offset + L - 1`` of each window's stream.
+      offset: Steps between a window's start and its first written step.
+
+    Returns:
+      The number of windows written; windows no longer fully stored are skipped.
+
+    Raises:
+      UserError: A path that is not an unpacked column of this buffer.
+    """
+    ids = np.asarray(ids, np.int64).reshape(-1)
+    values = {path: np.asarray(value) for path, value in values.items()}
+    for path in values:
+      if path not in self._columns or path in self._pack_paths:
+        raise UserError(f"replay update: '{path}' is not an unpacked column of this replay; update latent columns only")
+    cs, written = self._chunk_size, 0
+    with self._write_lock:
+      state = self._state
+      with self._lock:
+        start_limit, end = state.start, state.end
+        chunks = dict(state.chunks)
+      with self._raw_lock:
+        for i, key in enumerate(ids):
+          stream, t0 = int(key >> 40), int(key & ((1 << 40) - 1)) + offset
+          length = len(next(iter(values.values()))[i])
+          if t0 < start_limit or t0 + length > end:
+            continue
+          t = 0
+          while t < length:
+            index, lo = divmod(t0 + t, cs)
+            n = min(cs - lo, length - t)
+            for path, value in values.items():
+              chunks[index].raw[path][stream, lo : lo + n] = value[i, t : t + n]
+            state.dirty.add(index)
+            t += n
+          written += 1
+    return written
 
   # Sampling.
 
@@ -242,6 +314,9 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
       state = self._state
       streams = self._rng.integers(self._num_streams, size=batch_size)
       starts = self._rng.integers(state.start, state.end - length + 1, size=batch_size)
+      if length == self._online_length:
+        for i in range(min(batch_size, len(state.queue))):
+          streams[i], starts[i] = state.queue.popleft()
       first = state.start // self._chunk_size
       last = (state.end - 1) // self._chunk_size
       chunks = {i: state.chunks[i] for i in range(first, last + 1)}
@@ -259,14 +334,15 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
       path: np.empty((len(streams), length, *spec.shape.as_list()), spec.dtype.as_numpy_dtype)
       for path, spec in self._columns.items()
     }
+    parts = lambda start: _parts(int(start), length, cs)
+    with self._raw_lock:  # Whole windows of unpacked columns at once: an update is never seen half-written.
+      for i, (stream, start) in enumerate(zip(streams, starts)):
+        for t, index, lo, n in parts(start):
+          for path, array in chunks[index].raw.items():
+            out[path][i, t : t + n] = array[stream, lo : lo + n]
     for i, (stream, start) in enumerate(zip(streams, starts)):
-      t = 0
-      while t < length:
-        index, lo = divmod(int(start) + t, cs)
-        n = min(cs - lo, length - t)
+      for t, index, lo, n in parts(start):
         chunk = chunks[index]
-        for path, array in chunk.raw.items():
-          out[path][i, t : t + n] = array[stream, lo : lo + n]
         for path, columns in chunk.packed.items():
           column = columns[stream]
           shape = tuple(self._columns[path].shape.as_list())
@@ -278,7 +354,6 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
               self._cache.put(key, block)
             a, z = max(lo, b * bs), min(lo + n, (b + 1) * bs)
             out[path][i, t + a - lo : t + z - lo] = block[a - b * bs : z - b * bs]
-        t += n
     return out
 
   def _get_next(self, sample_batch_size=None, num_steps=None, time_stacked=True):
@@ -392,6 +467,8 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
         chunks = dict(state.chunks)
         start, end, lineage, added = state.start, state.end, state.lineage, state.added
         rng_state = self._rng.bit_generator.state
+        queue = list(state.queue)
+        dirty = set(state.dirty)
       open_index, open_length = divmod(end, self._chunk_size)
       entries = []
       for index in sorted(chunks):
@@ -403,7 +480,9 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
           chunk = chunk.packed_copy(self._pack_paths, self._block_size, self._level, open_length)
           length = open_length
         else:
-          name = checkpoint.chunk_name(lineage, index)
+          if index in dirty:  # Updated since saved: a new file, so the old manifest stays valid until replaced.
+            state.revisions[index] = state.revisions.get(index, 0) + 1
+          name = checkpoint.chunk_name(lineage, index, state.revisions.get(index, 0))
           length = self._chunk_size
         path = directory / name
         if path.exists():
@@ -412,7 +491,10 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
           size = checkpoint.write_chunk(path, chunk, length)
           written.append(name)
           nbytes += size
-        entries.append({"index": index, "file": name, "bytes": size, "length": length})
+        entry = {"index": index, "file": name, "bytes": size, "length": length}
+        if state.revisions.get(index) and index != open_index:
+          entry["revision"] = state.revisions[index]
+        entries.append(entry)
       manifest = {
         "format_version": checkpoint.FORMAT_VERSION,
         "spec": spec_signature(self._spec),
@@ -428,7 +510,12 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
         "rng_state": rng_state,
         "saved_at": time.time(),
       }
+      if self._online_length:
+        manifest["online_queue"] = [[int(a), int(b)] for a, b in queue]
       checkpoint.write_manifest(directory, manifest)
+      with self._lock:
+        state.dirty -= dirty
+        state.revisions = {i: r for i, r in state.revisions.items() if i in state.chunks}
       removed = checkpoint.remove_stale(directory, {e["file"] for e in entries})
     return {"files_written": written, "bytes_written": nbytes, "files_removed": removed}
 
@@ -461,6 +548,8 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     state = _State()
     state.start, state.end = manifest["start"], manifest["end"]
     state.added, state.lineage = manifest["added"], manifest["lineage"]
+    if self._online_length:
+      state.queue.extend(tuple(item) for item in manifest.get("online_queue", []))
     for entry in manifest["chunks"]:
       chunk, length = checkpoint.read_chunk(
         directory / entry["file"], entry["index"], self._columns, self._num_streams, entry["bytes"]
@@ -477,6 +566,8 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
           open_chunk.raw[path][:, :length] = array
         chunk = open_chunk
       state.chunks[entry["index"]] = chunk
+      if entry.get("revision"):
+        state.revisions[entry["index"]] = entry["revision"]
     with self._write_lock, self._lock:
       self._chunk_size, self._block_size = chunk_size, block_size
       self._state = state
@@ -492,6 +583,16 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
       nblocks = -(-length // block_size)
       out[path] = np.stack([np.concatenate([c.block(b, shape) for b in range(nblocks)]) for c in columns])
     return out
+
+
+def _parts(start: int, length: int, chunk_size: int):
+  """``(t, chunk index, row, n)`` for the pieces of the window ``[start, start + length)`` in each chunk."""
+  t = 0
+  while t < length:
+    index, lo = divmod(start + t, chunk_size)
+    n = min(chunk_size - lo, length - t)
+    yield t, index, lo, n
+    t += n
 
 
 def _squeeze(array: np.ndarray, batch: bool, time_axis: bool) -> np.ndarray:

@@ -99,7 +99,7 @@ class Trainer:
       self.agent = DreamerAgent(*specs_of(self.env), config, seed=run.seed)
       self.counters = Counters()
     data_spec = step_spec(self.env.observation_spec(), self.env.action_spec())
-    self.replay = SequenceReplayBuffer(data_spec, batch_size=run.envs, capacity=config.replay.capacity, seed=run.seed)
+    self.replay = SequenceReplayBuffer.from_config(config, data_spec)
     self.observer = DreamerStepObserver(self.replay)
     self.logger = Logger(self.logdir, step=lambda: self.agent_steps)
     video_fn = lambda frames: self.logger.video("episode/video", frames)

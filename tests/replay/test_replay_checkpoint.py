@@ -209,3 +209,92 @@ def test_a_write_that_fails_midway_leaves_nothing_open_and_the_last_checkpoint_w
   expected = make_replay()
   fill(expected, 0, 40)
   assert_same(restored.gather_all(), expected.gather_all())
+
+
+def test_online_queue_round_trips(tmp_path):
+  replay = SequenceReplayBuffer(make_spec(), 2, 3000, chunk_size=32, block_size=8, seed=0, online_length=10)
+  fill(replay, 0, 45)
+  replay.sample(3, 10)  # Takes 3 of the 8 queued windows.
+  replay.save(tmp_path)
+  assert json.loads((tmp_path / "manifest.json").read_text())["online_queue"][0] == [1, 11]
+  restored = SequenceReplayBuffer(make_spec(), 2, 3000, chunk_size=32, block_size=8, seed=5, online_length=10)
+  restored.restore(tmp_path)
+  assert restored.queued == replay.queued == 5
+  for _ in range(3):
+    assert_same(restored.sample(4, 10), replay.sample(4, 10))
+  plain = make_replay()  # The 2023 manifest has no queue.
+  fill(plain, 0, 45)
+  plain.save(tmp_path / "plain")
+  assert "online_queue" not in json.loads((tmp_path / "plain" / "manifest.json").read_text())
+
+
+def _latent_replay(seed=0):
+  spec = make_spec()
+  spec["latent"] = tf.TensorSpec((3,), tf.float32)
+  return SequenceReplayBuffer(spec, 2, 3000, chunk_size=32, block_size=8, seed=seed)
+
+
+def _fill_latent(replay, start, stop):
+  from replay_testlib import make_step
+
+  for t in range(start, stop):
+    step = make_step(2, t)
+    step["latent"] = np.stack([np.full(3, 1000 * s + t, np.float32) for s in range(2)])
+    replay.add_batch(step)
+
+
+def test_update_writes_back_at_sampled_windows_and_round_trips(tmp_path):
+  replay = _latent_replay()
+  _fill_latent(replay, 0, 100)  # Chunks 0-2 full, 3 open.
+  replay.save(tmp_path)
+  ids = np.array([(1 << 40) | 30, (0 << 40) | 5], np.int64)  # Stream 1 from step 30 (crosses chunks), stream 0 from 5.
+  values = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3) + 0.5
+  assert replay.update(ids, {"latent": values}, offset=1) == 2
+  stored = replay.gather_all()["latent"].numpy()
+  np.testing.assert_array_equal(stored[1, 31:35], values[0])
+  np.testing.assert_array_equal(stored[0, 6:10], values[1])
+  assert stored[1, 30, 0] == 1030 and stored[1, 35, 0] == 1035 and stored[0, 5, 0] == 5  # Neighbours untouched.
+  assert replay.update(np.array([(0 << 40) | 98]), {"latent": values[:1]}, offset=1) == 0  # Past the end: skipped.
+  with pytest.raises(UserError, match="not an unpacked column"):
+    replay.update(ids, {"obs/image": np.zeros((2, 4, 8, 8, 3), np.uint8)})
+  report = replay.save(tmp_path)  # Updated full chunks 0 and 1 are rewritten under new names.
+  assert sorted(n for n in report["files_written"] if n.startswith("chunk_")) == [
+    n for n in sorted(os.listdir(tmp_path)) if n.endswith("_r1.npz")
+  ]
+  assert len([n for n in os.listdir(tmp_path) if n.endswith("_r1.npz")]) == 2
+  assert not [n for n in report["files_removed"] if n.endswith("_r1.npz")] and len(report["files_removed"]) >= 2
+  restored = _latent_replay(seed=9)
+  restored.restore(tmp_path)
+  assert_same(restored.gather_all(), replay.gather_all())
+  for _ in range(3):  # A resumed run samples the same (written-back) latents.
+    assert_same(restored.sample(4, 20), replay.sample(4, 20))
+  assert restored.update(ids, {"latent": values + 1}, offset=1) == 2  # Restored chunks stay writable.
+
+
+def test_update_is_never_seen_half_written_by_a_sampling_thread():
+  import threading
+
+  replay = _latent_replay()
+  _fill_latent(replay, 0, 100)
+  ids = np.array([0, 1 << 40], np.int64)  # Both whole streams, steps 0..99, as one window each.
+  write = lambda v: replay.update(ids, {"latent": np.full((2, 100, 3), v, np.float32)})
+  write(0.0)
+  stop, torn = threading.Event(), []
+
+  def sample():
+    while not stop.is_set():
+      latent = replay.sample(8, 40)["latent"]
+      torn.extend(int(w.min() != w.max()) for w in latent)
+
+  interval = sys.getswitchinterval()
+  sys.setswitchinterval(1e-6)  # Switch threads often, so that an unguarded write would be seen torn.
+  try:
+    thread = threading.Thread(target=sample)
+    thread.start()
+    for v in range(1, 300):
+      write(float(v))
+    stop.set()
+    thread.join()
+  finally:
+    sys.setswitchinterval(interval)
+  assert len(torn) > 0 and sum(torn) == 0

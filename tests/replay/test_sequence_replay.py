@@ -151,3 +151,47 @@ def test_stats_report_compression():
   stats = replay.stats()
   assert stats["steps"] == 256
   assert stats["compression_ratio"] > 2 and stats["bytes_per_step"] < 768
+
+
+def _starts(batch, length):
+  return [check_window(window(batch, i), length) for i in range(len(batch["reward"]))]
+
+
+def test_online_queue_trains_on_fresh_windows_first():
+  # embodied/core/replay.py (e3f0224): a stream queues the window ending at its step n when n is a
+  # positive multiple of the length, so windows [1, L], [L + 1, 2L], ... each once, oldest first.
+  replay = make_replay(num_streams=2, online_length=10)
+  fill(replay, 0, 10)
+  assert replay.queued == 0  # Step 9 ends no queued window: the first ends at step 10.
+  fill(replay, 10, 21)
+  assert replay.queued == 4  # Windows starting at 1 and 11, for both streams.
+  batch = _starts(replay.sample(3, 10), 10)
+  assert batch[:3] == [(0, 1), (1, 1), (0, 11)] and replay.queued == 1
+  batch = _starts(replay.sample(3, 10), 10)
+  assert batch[0] == (1, 11) and replay.queued == 0  # The rest of the batch is uniform.
+  fill(replay, 21, 31)
+  assert _starts(replay.sample(2, 10), 10) == [(0, 21), (1, 21)]
+  fill(replay, 31, 41)
+  replay.sample(4, 12)  # Other lengths (reports) sample uniformly and leave the queue alone.
+  assert replay.queued == 2
+
+
+def test_online_queue_drops_evicted_windows_and_is_off_by_default():
+  replay = make_replay(num_streams=1, capacity=25, online_length=10)
+  fill(replay, 0, 41)  # Queued: 1, 11, 21, 31; the stream keeps steps 16..40.
+  assert replay.queued == 2
+  assert _starts(replay.sample(2, 10), 10) == [(0, 21), (0, 31)]
+  plain = make_replay(num_streams=1)
+  fill(plain, 0, 41)
+  assert plain.queued == 0
+
+
+def test_from_config_queues_online_windows_of_the_training_length():
+  from dreamer_tf.config import load_config
+
+  nature, plain = load_config(None, ["nature", "debug"]), load_config(None, ["debug"])
+  replay = SequenceReplayBuffer.from_config(nature, make_spec())
+  length = nature.replay.batch_length + nature.replay.context
+  fill(replay, 0, length + 1)
+  assert replay.queued == nature.run.envs
+  assert SequenceReplayBuffer.from_config(plain, make_spec())._online_length == 0
