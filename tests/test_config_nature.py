@@ -136,7 +136,7 @@ def test_resuming_with_the_other_generation_is_refused(tmp_path, first, second):
   """A run's config.yaml records its generation (model.core, norm, ...): resuming it with the other
   generation's config stops with the existing one-line error, and nothing in the logdir changes."""
   from dreamer_tf.errors import UserError
-  from dreamer_tf.training.loop import prepare_logdir
+  from dreamer_tf.training.run_dir import prepare_logdir
 
   logdir = prepare_logdir(tmp_path / "run", load_config("crafter_reward", first), "crafter_reward")
   saved = (logdir / "config.yaml").read_text()
@@ -153,17 +153,17 @@ def test_resuming_with_the_other_generation_is_refused(tmp_path, first, second):
 def test_precision_auto_is_bfloat16_on_accelerators_float32_on_cpu(monkeypatch):
   import tensorflow as tf
 
-  from dreamer_tf.training import loop
+  from dreamer_tf.training.precision import resolve_precision
 
   assert load_config(None, ["nature"]).run.precision == "auto"
   assert load_config(None, []).run.precision == "float32"
-  assert loop.resolve_precision("auto", "tpu") == "mixed_bfloat16"
-  assert loop.resolve_precision("mixed_float16", "tpu") == "mixed_float16"
+  assert resolve_precision("auto", "tpu") == "mixed_bfloat16"
+  assert resolve_precision("mixed_float16", "tpu") == "mixed_float16"
   monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
-  assert loop.resolve_precision("auto") == "float32"
+  assert resolve_precision("auto") == "float32"
   monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
-  assert loop.resolve_precision("auto") == "mixed_bfloat16"
-  assert loop.resolve_precision("float32") == "float32"
+  assert resolve_precision("auto") == "mixed_bfloat16"
+  assert resolve_precision("float32") == "float32"
 
 
 def test_replay_context_and_online_default_off():

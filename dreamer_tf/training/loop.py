@@ -40,22 +40,13 @@ from dreamer_tf.training import cpu_hint
 from dreamer_tf.training.collector import Collector
 from dreamer_tf.training.counters import Counters, Schedule
 from dreamer_tf.training.evaluation import eval_policy, evaluate
-from dreamer_tf.training.learner import Learner, NonFiniteError
+from dreamer_tf.training.learner import Learner
 from dreamer_tf.training.logger import Logger
-from dreamer_tf.training.precision import resolve_precision, set_precision
+from dreamer_tf.training.precision import set_precision
 from dreamer_tf.training.progress import ProgressBar
 from dreamer_tf.training.run_dir import prepare_logdir
 
-__all__ = [
-  "Counters",
-  "NonFiniteError",
-  "Trainer",
-  "evaluate",
-  "prepare_logdir",
-  "resolve_precision",
-  "set_precision",
-  "specs_of",
-]
+__all__ = ["Trainer", "evaluate", "specs_of"]  # evaluate and specs_of: used with Trainer
 
 _log = logging.getLogger(__name__)
 
