@@ -85,11 +85,6 @@ class Collector:
     if frames is not None and self._video_fn is not None:
       self._video_fn(frames)
 
-  @property
-  def env_faults(self) -> int:
-    """Episodes cut short by an environment crash (see ``EpisodeTracker``)."""
-    return self._tracker.env_faults
-
   def start(self, steps_done: int = 0) -> None:
     """Resets the environments, the observer and the policy state; call before :meth:`collect`.
 

@@ -73,6 +73,10 @@ class Schedule:
     now = time.time()
     return cls(now, now, agent_steps, agent_steps, agent_steps)
 
+  def add_training(self, updates: int, seconds: float) -> None:
+    self.updates += updates
+    self.train_secs += seconds
+
   def fps(self) -> float:
     return self.steps / max(1e-6, time.time() - self.last_log)
 

@@ -212,8 +212,7 @@ class Trainer:
     for _ in range(updates):
       self.learner.train_once()
     elapsed = time.time() - start
-    schedule.updates += updates
-    schedule.train_secs += elapsed
+    schedule.add_training(updates, elapsed)
     per_update = self._update_timer.add(updates, elapsed) if self._update_timer is not None else None
     if per_update is not None:  # The CPU hint (training/cpu_hint.py), once the first updates are timed.
       start, done = int(self.counters.train_start_step.numpy()), self.counters.updates_since_start(self.updates)
@@ -233,8 +232,7 @@ class Trainer:
       while self.agent_steps < total and not self._stop_requested(signals):
         start = time.time()
         if self.learner.train_once() is not None:  # None: no sample allowed in time (no actors yet).
-          schedule.updates += 1
-          schedule.train_secs += time.time() - start
+          schedule.add_training(1, time.time() - start)
         self.reverb.push()
         before = self.agent_steps
         self.counters.agent_steps.assign(max(before, self.reverb.agent_steps()))
