@@ -116,6 +116,8 @@ class Actor:
 
   def prefill_done(self) -> bool:
     """Whether the table holds the prefill's windows (or the learner has sampled): asked every stride steps."""
+    if self.config.run.prefill == "policy":  # The current generation: the agent acts from the first step.
+      return True
     if self._prefilled or (
       self._prefill_checked_at is not None and self.steps - self._prefill_checked_at < self.settings.stride
     ):

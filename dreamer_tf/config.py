@@ -302,6 +302,7 @@ def _check_generation(presets, nature: bool) -> None:
 
 _CHOICES = {
   "run.precision": ("float32", "mixed_float16", "mixed_bfloat16", "auto"),
+  "run.prefill": ("random", "policy"),
   "run.strategy": ("default", "mirrored", "multi_worker", "tpu"),
   "replay.backend": ("local", "reverb"),
   "env.atari.actions": ("all", "needed"),
@@ -428,11 +429,6 @@ def _check_replay_generation(replay: Mapping) -> None:
     raise ConfigError(
       f"{' and '.join(keys)} need the local replay: the Reverb tables neither keep per-step latents that the "
       f"learner writes back nor queue fresh windows (docs/reverb.md); use --replay=local or --override {fix}"
-    )
-  if replay.context:
-    raise ConfigError(
-      "replay.context=1 is not carried by dreamer_tf yet (the per-step latents in replay, issue 19); "
-      "use --override replay.context=0"
     )
 
 

@@ -247,7 +247,12 @@ def distributed_train_fn(strategy: tf.distribute.Strategy, agent, jit_compile: b
   def step(batch):
     info = strategy.run(replica_step, args=(batch,))
     mean = lambda x: strategy.reduce(tf.distribute.ReduceOp.MEAN, x, axis=None)
-    return tf_agent.LossInfo(loss=mean(info.loss), extra={k: mean(v) for k, v in info.extra.items()})
+    extra = dict(info.extra)
+    replay = extra.pop("replay", None)
+    extra = {k: mean(v) for k, v in extra.items()}
+    if replay is not None:  # The replay context's write-back: this worker's rows, each with its window id.
+      extra["replay"] = {k: tf.concat(strategy.experimental_local_results(v), 0) for k, v in replay.items()}
+    return tf_agent.LossInfo(loss=mean(info.loss), extra=extra)
 
   return tf.function(step)
 

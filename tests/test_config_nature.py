@@ -191,11 +191,14 @@ def test_replay_context_is_zero_or_one():
     load_config(None, [], ["replay.context=2"])
 
 
-def test_local_replay_context_is_refused_until_carried():
-  with pytest.raises(ConfigError, match="replay.context=1 is not carried by dreamer_tf yet"):
-    load_config(None, ["nature"], ["replay.context=1"])
+def test_nature_replay_is_online_with_5e6_steps_latents_in_replay_and_no_random_prefill():
+  config = load_config(None, ["nature"])
+  replay = config.replay
+  assert (replay.capacity, replay.online, replay.context) == (5_000_000, True, 1)
+  assert config.run.prefill == "policy"
+  assert load_config(None).run.prefill == "random"
 
 
-def test_nature_replay_is_online_with_5e6_steps():
-  replay = load_config(None, ["nature"]).replay
-  assert (replay.capacity, replay.online, replay.context) == (5_000_000, True, 0)
+def test_prefill_is_random_or_policy():
+  with pytest.raises(ConfigError, match="run.prefill"):
+    load_config(None, [], ["run.prefill=agent"])

@@ -11,7 +11,7 @@ from dreamer_tf.agent.dreamer_policy import DreamerPolicy, action_size_of
 from dreamer_tf.agent.laprop import LaProp
 from dreamer_tf.agent.optimizer import Adam
 from dreamer_tf.agent.world_model import WorldModel, observation_classes
-from dreamer_tf.replay.spec import step_spec
+from dreamer_tf.replay.spec import LATENT_KEY, REPLAY_ID_KEY, replay_step_spec
 
 keras = tf.keras
 
@@ -45,6 +45,13 @@ class DreamerAgent(tf_agent.TFAgent):
   critic. It returns a ``LossInfo`` whose ``extra`` dict holds every loss term
   and diagnostic as scalars.
 
+  With the current generation's replay context (``replay.context`` = K = 1) each replayed window
+  has ``K + T`` steps, the per-step ``latent`` columns and its ``replay_id``: the stored latent of
+  step K - 1 and the action taken there start the posterior, the last T steps are trained on, and
+  ``extra["replay"]`` returns the posterior latents of those T steps with the ids, for the
+  learner's write-back into replay (``SequenceReplayBuffer.update(ids, latents, offset=K)``), as
+  the author's current code does (``dreamerv3/agent.py:Agent.train``).
+
   Under a ``tf.distribute`` strategy, call ``train`` through ``strategy.run``:
   each replica's losses are divided by the number of replicas and gradients
   are summed across replicas before clipping, so clipping acts on the
@@ -72,6 +79,7 @@ class DreamerAgent(tf_agent.TFAgent):
     self.actor_critic = ActorCritic(
       self.world_model.rssm.feat_size, self._action_size, self._discrete, model_config, name="actor_critic"
     )
+    self._context = int(config.replay.context)
     mixed16 = config.run.precision == "mixed_float16"
     self._joint = model_config.optimizer == "laprop"
     if self._joint:
@@ -91,15 +99,24 @@ class DreamerAgent(tf_agent.TFAgent):
     self._rng = tf.random.Generator.from_seed(seed)
     policy = DreamerPolicy(time_step_spec, action_spec, self.world_model, self.actor_critic, greedy=True, seed=seed + 1)
     collect_policy = DreamerPolicy(
-      time_step_spec, action_spec, self.world_model, self.actor_critic, greedy=False, seed=seed + 2
+      time_step_spec,
+      action_spec,
+      self.world_model,
+      self.actor_critic,
+      greedy=False,
+      seed=seed + 2,
+      emit_latent=bool(self._context),
     )
+    training_data_spec = replay_step_spec(config, observation_spec, action_spec)
+    if self._context:
+      training_data_spec[REPLAY_ID_KEY] = tf.TensorSpec([], tf.int64, REPLAY_ID_KEY)  # one per window
     super().__init__(
       time_step_spec,
       action_spec,
       policy,
       collect_policy,
-      train_sequence_length=config.replay.batch_length,
-      training_data_spec=step_spec(observation_spec, action_spec),
+      train_sequence_length=config.replay.batch_length + self._context,
+      training_data_spec=training_data_spec,
       # Its own counter rather than TF-Agents' process-wide global step, so agents do not share one.
       train_step_counter=train_step_counter
       if train_step_counter is not None
@@ -121,7 +138,9 @@ class DreamerAgent(tf_agent.TFAgent):
     else:
       action = tf.reshape(tf.cast(action, tf.float32), tf.concat([tf.shape(action)[:2], [-1]], 0))
     obs = {k: experience["obs"][k] for k in self._obs_shapes}
+    context = {k: experience[k] for k in (LATENT_KEY, REPLAY_ID_KEY) if self._context and k in experience}
     return dict(
+      **context,
       obs=obs,
       action=action,
       reward=tf.cast(experience["reward"], tf.float32),
@@ -201,16 +220,16 @@ class DreamerAgent(tf_agent.TFAgent):
 
   def _train(self, experience, weights=None):
     del weights
-    data = self.preprocess(experience)
+    data, start, ids = self.split_context(self.preprocess(experience))
     seeds = self._rng.make_seeds(3)
     if self._joint:
-      return self._train_joint(data, seeds)
+      return self._with_write_back(self._train_joint(data, start, seeds), ids)
     wm, ac = self.world_model, self.actor_critic
     model_vars, actor_vars, critic_vars = self._variable_groups()
 
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(model_vars)
-      model_loss, post, metrics = wm.loss(data, seeds[:, 0])
+      model_loss, post, metrics = wm.loss(data, seeds[:, 0], start)
       scaled = self._scale_loss(0, model_loss)
     metrics["model_grad_norm"], model_ok = self._apply(0, tape, scaled, model_vars)
 
@@ -263,9 +282,37 @@ class DreamerAgent(tf_agent.TFAgent):
       metrics["loss_scale"] = tf.cast(self.optimizers.model.loss_scale, tf.float32)
     metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
     total = model_loss + actor_loss + critic_loss
-    return tf_agent.LossInfo(loss=total, extra=metrics)
+    return self._with_write_back((tf_agent.LossInfo(loss=total, extra=metrics), post), ids)
 
-  def _train_joint(self, data, seeds):
+  def split_context(self, data):
+    """Splits a preprocessed batch of ``K + T`` steps into the T trained steps and their start.
+
+    Returns:
+      ``(data, start, ids)``: the batch of the last T steps (without the latent columns); None or
+      the replay context's start state for :meth:`WorldModel.observe` (the stored ``deter`` and
+      ``stoch`` of step K - 1 and the action taken there); None or the windows' ids ``[B]``.
+    """
+    if not self._context:
+      return data, None, None
+    k = self._context
+    if LATENT_KEY not in data or REPLAY_ID_KEY not in data:
+      raise ValueError(
+        f"replay.context={k} needs batches with '{LATENT_KEY}' columns and '{REPLAY_ID_KEY}' "
+        "(SequenceReplayBuffer.as_dataset(B, T + K, with_ids=True) of a replay_step_spec replay)"
+      )
+    latent, ids = data.pop(LATENT_KEY), data.pop(REPLAY_ID_KEY)
+    start = {"deter": latent["deter"][:, k - 1], "stoch": latent["stoch"][:, k - 1], "action": data["action"][:, k - 1]}
+    return tf.nest.map_structure(lambda x: x[:, k:], data), start, ids
+
+  def _with_write_back(self, result, ids):
+    """The ``LossInfo`` of an update, with ``extra["replay"]`` (ids and posterior latents) under the context."""
+    info, post = result
+    if ids is None:
+      return info
+    latents = {f"{LATENT_KEY}/{k}": tf.cast(tf.stop_gradient(post[k]), tf.float32) for k in ("deter", "stoch")}
+    return info._replace(extra={**info.extra, "replay": {"ids": ids, **latents}})
+
+  def _train_joint(self, data, start, seeds):
     """One update of all modules with one optimizer: the current generation (arXiv 2301.04104v2).
 
     As the author's ``dreamerv3/agent.py:Agent.loss``: the world model loss, the actor and critic
@@ -280,7 +327,7 @@ class DreamerAgent(tf_agent.TFAgent):
     flatten = lambda x: tf.reshape(tf.stop_gradient(x), tf.concat([[-1], tf.shape(x)[2:]], 0))
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(variables)
-      model_loss, post, metrics = wm.loss(data, seeds[:, 0])
+      model_loss, post, metrics = wm.loss(data, seeds[:, 0], start)
       with tape.stop_recording():
         start = {k: flatten(v) for k, v in post.items()}
         start_cont = flatten(1.0 - tf.cast(data["is_terminal"], tf.float32))
@@ -308,7 +355,7 @@ class DreamerAgent(tf_agent.TFAgent):
     if isinstance(self.optimizers.model, keras.mixed_precision.LossScaleOptimizer):
       metrics["loss_scale"] = tf.cast(self.optimizers.model.loss_scale, tf.float32)
     metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
-    return tf_agent.LossInfo(loss=loss, extra=metrics)
+    return tf_agent.LossInfo(loss=loss, extra=metrics), post
 
   def module_counts(self):
     """Trainable parameters per module, named as the author's current code names them.

@@ -6,6 +6,8 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 
+from dreamer_tf.replay.spec import LATENT_KEY, latent_spec
+
 
 def action_size_of(action_spec) -> int:
   """The model's action vector size: one-hot size (discrete) or dimensions."""
@@ -23,6 +25,11 @@ class DreamerPolicy(tf_policy.TFPolicy):
   replaces it by its initial state. The collect policy samples from the actor;
   the greedy policy takes its mode (``greedy=True``).
 
+  With ``emit_latent`` (the current generation's replay context, ``replay.context``) the step's
+  ``info`` is ``{"latent": {"deter", "stoch"}}``: the posterior state after observing the step,
+  which the replay observer stores beside it, as the author's current code writes its ``dyn``
+  entries (``dreamerv3/agent.py:Agent.policy``).
+
   Args:
     time_step_spec: The environment's time step spec (observation dict).
     action_spec: A scalar integer ``BoundedTensorSpec`` or a float vector one.
@@ -30,9 +37,12 @@ class DreamerPolicy(tf_policy.TFPolicy):
     actor_critic: The agent's :class:`~dreamer_tf.agent.actor_critic.ActorCritic`.
     greedy: Take the mode instead of sampling.
     seed: Seed of the policy's random stream.
+    emit_latent: Return the posterior state as ``info["latent"]``.
   """
 
-  def __init__(self, time_step_spec, action_spec, world_model, actor_critic, greedy=False, seed=0, name=None):
+  def __init__(
+    self, time_step_spec, action_spec, world_model, actor_critic, greedy=False, seed=0, name=None, emit_latent=False
+  ):
     rssm = world_model.rssm
     self._action_size = action_size_of(action_spec)
     state_spec = {
@@ -40,10 +50,12 @@ class DreamerPolicy(tf_policy.TFPolicy):
       "stoch": tf.TensorSpec([rssm.stoch, rssm.classes], tf.float32, "stoch"),
       "prev_action": tf.TensorSpec([self._action_size], tf.float32, "prev_action"),
     }
+    info_spec = {LATENT_KEY: latent_spec(rssm.deter, rssm.stoch, rssm.classes)} if emit_latent else ()
     super().__init__(
       time_step_spec,
       action_spec,
       policy_state_spec=state_spec,
+      info_spec=info_spec,
       clip=True,
       automatic_state_reset=True,
       name=name or ("greedy_policy" if greedy else "collect_policy"),
@@ -53,6 +65,7 @@ class DreamerPolicy(tf_policy.TFPolicy):
     self._greedy = greedy
     self._discrete = action_spec.dtype.is_integer
     self._rng = tf.random.Generator.from_seed(seed)
+    self._emit_latent = emit_latent
 
   @property
   def greedy(self):
@@ -101,7 +114,8 @@ class DreamerPolicy(tf_policy.TFPolicy):
     is_first = tf.equal(time_step.step_type, ts.StepType.FIRST)
     step_seed = self._rng.make_seeds(1)[:, 0]
     action, state = self.step(time_step.observation, is_first, policy_state, step_seed, self._greedy)
-    return policy_step.PolicyStep(action, state, ())
+    info = {LATENT_KEY: {"deter": state["deter"], "stoch": state["stoch"]}} if self._emit_latent else ()
+    return policy_step.PolicyStep(action, state, info)
 
   def _distribution(self, time_step, policy_state):
     raise NotImplementedError("DreamerPolicy samples in _action; use action().")

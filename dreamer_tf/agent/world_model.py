@@ -117,14 +117,30 @@ class WorldModel(keras.Model):
   def call(self, data, seed):
     return self.loss(data, seed)[0]
 
-  def observe(self, data, seed, state=None):
-    """Posterior and prior states ``[B, T, ...]`` of a batch of sequences."""
+  def observe(self, data, seed, start=None):
+    """Posterior and prior states ``[B, T, ...]`` of a batch of sequences.
+
+    Args:
+      data: A preprocessed batch of ``[B, T]``.
+      seed: Shape ``[2]`` integer seed.
+      start: None (start from the initial state with a zero previous action), or the replay
+        context's start: ``{"deter", "stoch", "action"}`` of ``[B, ...]``, the stored latent of the
+        step before the window and the action taken there (the current generation's
+        ``replay_context``, ``dreamerv3/agent.py:Agent._apply_replay_context``).
+    """
     embed = self.encoder(data["obs"])
     action = data["action"]
-    prev_action = tf.concat([tf.zeros_like(action[:, :1]), action[:, :-1]], 1)
+    first_action, state = tf.zeros_like(action[:, :1]), None
+    if start is not None:
+      first_action = tf.cast(start["action"], action.dtype)[:, None]
+      stoch = start["stoch"]
+      state = {"deter": start["deter"], "stoch": stoch, "logits": tf.zeros(tf.shape(stoch), tf.float32)}
+      dtype = self.rssm.compute_dtype
+      state.update(deter=tf.cast(state["deter"], dtype), stoch=tf.cast(stoch, dtype))
+    prev_action = tf.concat([first_action, action[:, :-1]], 1)
     return self.rssm.observe(embed, prev_action, data["is_first"], seed, state)
 
-  def loss(self, data, seed):
+  def loss(self, data, seed, start=None):
     """The world model loss, Eq. 5 (prediction, dynamics and representation terms).
 
     ``L = 1.0 L_pred + 0.5 L_dyn + 0.1 L_rep`` averaged over batch and time, where
@@ -136,12 +152,13 @@ class WorldModel(keras.Model):
     Args:
       data: A preprocessed batch (see ``DreamerAgent.preprocess``) of ``[B, T]``.
       seed: Shape ``[2]`` integer seed.
+      start: The replay context's start state (see :meth:`observe`), or None.
 
     Returns:
       ``(loss, post, metrics)``: the scalar loss, the posterior states and a dict of
       scalar diagnostics.
     """
-    post, prior = self.observe(data, seed)
+    post, prior = self.observe(data, seed, start)
     feat = self.rssm.get_feat(post)
     losses = {}
     for key, dist in self.decoder(feat).items():

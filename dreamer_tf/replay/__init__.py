@@ -2,6 +2,13 @@
 
 from dreamer_tf.replay.observer import DreamerStepObserver
 from dreamer_tf.replay.sequence_replay import SequenceReplayBuffer, checkpoint_exists
-from dreamer_tf.replay.spec import prefill_steps, step_spec
+from dreamer_tf.replay.spec import prefill_steps, replay_step_spec, step_spec
 
-__all__ = ["DreamerStepObserver", "SequenceReplayBuffer", "checkpoint_exists", "prefill_steps", "step_spec"]
+__all__ = [
+  "DreamerStepObserver",
+  "SequenceReplayBuffer",
+  "checkpoint_exists",
+  "prefill_steps",
+  "replay_step_spec",
+  "step_spec",
+]

@@ -8,6 +8,7 @@ import numpy as np
 from tf_agents.trajectories import time_step as ts
 
 from dreamer_tf.errors import UserError
+from dreamer_tf.replay.spec import LATENT_KEY
 
 
 class DreamerStepObserver:
@@ -23,7 +24,11 @@ class DreamerStepObserver:
   * ``action``: the action taken at step t,
   * ``reward``: the reward received on arriving at step t (0 on a FIRST step),
   * ``is_first`` / ``is_last``: step type FIRST / LAST,
-  * ``is_terminal``: LAST with discount 0 (true termination, not a time limit).
+  * ``is_terminal``: LAST with discount 0 (true termination, not a time limit),
+  * ``latent`` (only when the replay spec has it, ``replay.context``): the collect policy's
+    posterior state after observing step t, from the trajectory's ``policy_info["latent"]``
+    (:class:`~dreamer_tf.agent.dreamer_policy.DreamerPolicy` with ``emit_latent``); zeros for
+    steps of a policy without it (the random prefill), the RSSM's zero initial state.
 
   Use as ``PyDriver(env, policy, observers=[DreamerStepObserver(replay)])``. Unbatched
   trajectories (an unbatched environment) are treated as a batch of one.
@@ -40,6 +45,7 @@ class DreamerStepObserver:
     spec = replay.data_spec
     self._obs_dtypes = {k: s.dtype.as_numpy_dtype for k, s in spec["obs"].items()}
     self._action_dtype = spec["action"].dtype.as_numpy_dtype
+    self._latent_shapes = {k: tuple(s.shape.as_list()) for k, s in spec.get(LATENT_KEY, {}).items()}
     self._prev_reward = None
     self._prev_discount = None
 
@@ -69,9 +75,17 @@ class DreamerStepObserver:
       "is_last": last,
       "is_terminal": last & (discount == 0),
     }
+    if self._latent_shapes:
+      step[LATENT_KEY] = self._latent(traj.policy_info, num_envs)
     self._replay.add_batch(step)
     self._prev_reward = expand(traj.reward).astype(np.float32).reshape(num_envs)
     self._prev_discount = expand(traj.discount).astype(np.float32).reshape(num_envs)
+
+  def _latent(self, policy_info, num_envs: int) -> dict:
+    latent = policy_info.get(LATENT_KEY) if isinstance(policy_info, Mapping) else None
+    if latent is None:
+      return {k: np.zeros((num_envs, *shape), np.float32) for k, shape in self._latent_shapes.items()}
+    return {k: np.asarray(latent[k], np.float32).reshape(num_envs, *shape) for k, shape in self._latent_shapes.items()}
 
   def _observation(self, observation, expand) -> dict:
     if not isinstance(observation, Mapping):

@@ -26,7 +26,7 @@ from tf_agents.replay_buffers import replay_buffer
 
 from dreamer_tf.errors import UserError
 from dreamer_tf.replay import checkpoint
-from dreamer_tf.replay.spec import flatten_spec, get_path, plain_spec, spec_signature, unflatten
+from dreamer_tf.replay.spec import REPLAY_ID_KEY, flatten_spec, get_path, plain_spec, spec_signature, unflatten
 from dreamer_tf.replay.storage import MIN_PACKED_BYTES, BlockCache, Chunk
 
 _NO_SINGLE_PASS = "SequenceReplayBuffer samples uniformly; single_deterministic_pass is unsupported"
@@ -374,6 +374,7 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     single_deterministic_pass=False,
     prefetch: int = 2,
     wait_s: float = 600.0,
+    with_ids: bool = False,
   ) -> tf.data.Dataset:
     """An endless dataset of sampled windows: nested dicts ``[B, T, ...]`` with static shapes.
 
@@ -391,33 +392,44 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
       single_deterministic_pass: Not supported (must be False).
       prefetch: Elements prepared ahead of the consumer.
       wait_s: How long one sampling call waits for the first T steps per stream before failing.
+      with_ids: Add ``"replay_id"``: each window's id (``[B]`` int64, ``BufferInfo.ids``), for
+        :meth:`update` (the replay context's write-back of the latents an update computed).
 
     Returns:
       A ``tf.data.Dataset``.
     """
     if single_deterministic_pass:
       raise NotImplementedError(_NO_SINGLE_PASS)
-    ds = self._as_dataset(sample_batch_size, num_steps, sequence_preprocess_fn, num_parallel_calls, wait_s)
+    ds = self._as_dataset(sample_batch_size, num_steps, sequence_preprocess_fn, num_parallel_calls, wait_s, with_ids)
     options = tf.data.Options()
     options.deterministic = False
     return ds.with_options(options).prefetch(prefetch)
 
-  def _as_dataset(self, sample_batch_size, num_steps, sequence_preprocess_fn, num_parallel_calls, wait_s=600.0):
+  def _as_dataset(
+    self, sample_batch_size, num_steps, sequence_preprocess_fn, num_parallel_calls, wait_s=600.0, with_ids=False
+  ):
     paths = list(self._columns)
     specs = [self._columns[p] for p in paths]
     b, t = sample_batch_size or 1, num_steps or 1
-    outer = [d for d, keep in ((sample_batch_size, True), (num_steps, True)) if d is not None and keep]
+    outer = [d for d in (sample_batch_size, num_steps) if d is not None]
+    dtypes = [s.dtype for s in specs] + ([tf.int64] if with_ids else [])
 
     def sample(_):
-      flat, _ = self._sample_flat(b, t, wait_s)
-      return [_squeeze(flat[p], sample_batch_size is None, num_steps is None) for p in paths]
+      flat, info = self._sample_flat(b, t, wait_s)
+      values = [_squeeze(flat[p], sample_batch_size is None, num_steps is None) for p in paths]
+      if with_ids:
+        values.append(info.ids if sample_batch_size is not None else info.ids[0])
+      return values
 
     def to_element(dummy):
-      values = tf.numpy_function(sample, [dummy], [s.dtype for s in specs], stateful=True)
+      values = tf.numpy_function(sample, [dummy], dtypes, stateful=True)
       flat = {}
       for path, spec, value in zip(paths, specs, values):
         value.set_shape([*outer, *spec.shape.as_list()])
         flat[path] = value
+      if with_ids:
+        values[-1].set_shape(outer[:1] if sample_batch_size is not None else [])
+        flat[REPLAY_ID_KEY] = values[-1]
       element = unflatten(flat)
       return sequence_preprocess_fn(element) if sequence_preprocess_fn else element
 

@@ -1,8 +1,10 @@
 """The replay step format (docs/CONTRIBUTING.md) as TensorSpecs, and flat views of it.
 
 A step is a nested dict ``{"obs": {key: ...}, "action", "reward", "is_first", "is_last",
-"is_terminal"}``. Replay stores it as flat columns named by their path (``obs/image``); the
-order of the columns is the order of ``tf.nest.flatten`` (sorted dict keys).
+"is_terminal"}``, and with the current generation's replay context (``replay.context=1``) also
+``"latent": {"deter", "stoch"}``, the collect policy's posterior state after observing the step.
+Replay stores it as flat columns named by their path (``obs/image``); the order of the columns is
+the order of ``tf.nest.flatten`` (sorted dict keys).
 """
 
 from __future__ import annotations
@@ -16,9 +18,27 @@ import tensorflow as tf
 from dreamer_tf.errors import UserError
 
 FLAG_KEYS = ("is_first", "is_last", "is_terminal")
+LATENT_KEY = "latent"  # The replay context's per-step latent columns: latent/deter, latent/stoch.
+REPLAY_ID_KEY = "replay_id"  # Sampled windows' ids ([B] int64) in a batch, for the latents' write-back.
 
 
-def step_spec(observation_spec: Mapping, action_spec) -> dict:
+def latent_spec(deter: int, stoch: int, classes: int) -> dict:
+  """The stored latent of one step: the RSSM's ``deter [deter]`` and ``stoch [stoch, classes]`` (float32)."""
+  return {
+    "deter": tf.TensorSpec((deter,), tf.float32, name=f"{LATENT_KEY}/deter"),
+    "stoch": tf.TensorSpec((stoch, classes), tf.float32, name=f"{LATENT_KEY}/stoch"),
+  }
+
+
+def replay_step_spec(config, observation_spec: Mapping, action_spec) -> dict:
+  """:func:`step_spec`, with the latent columns of :func:`latent_spec` when ``config.replay.context`` is on."""
+  if not config.replay.context:
+    return step_spec(observation_spec, action_spec)
+  model = config.model
+  return step_spec(observation_spec, action_spec, latent_spec(model.deter, model.stoch, model.classes))
+
+
+def step_spec(observation_spec: Mapping, action_spec, latent: Mapping | None = None) -> dict:
   """Builds the replay data spec from an environment's observation and action specs.
 
   Args:
@@ -26,6 +46,7 @@ def step_spec(observation_spec: Mapping, action_spec) -> dict:
       start with ``log_`` are dropped (they are logged, never stored).
     action_spec: The environment's action spec: an integer scalar spec (discrete actions,
       stored as int32 ``[]``) or a float spec ``[A]`` (continuous, stored as float32).
+    latent: Optional :func:`latent_spec`: the replay context's latent columns (``replay.context``).
 
   Returns:
     The nested dict of ``tf.TensorSpec`` describing one stored step.
@@ -41,7 +62,7 @@ def step_spec(observation_spec: Mapping, action_spec) -> dict:
     action = tf.TensorSpec((), tf.int32, name="action")
   else:
     action = tf.TensorSpec(tuple(action_spec.shape), tf.float32, name="action")
-  return {
+  spec = {
     "obs": obs,
     "action": action,
     "reward": tf.TensorSpec((), tf.float32, name="reward"),
@@ -49,6 +70,9 @@ def step_spec(observation_spec: Mapping, action_spec) -> dict:
     "is_last": tf.TensorSpec((), tf.bool, name="is_last"),
     "is_terminal": tf.TensorSpec((), tf.bool, name="is_terminal"),
   }
+  if latent is not None:
+    spec[LATENT_KEY] = dict(latent)
+  return spec
 
 
 def flatten_spec(spec: Mapping, prefix: str = "") -> list[tuple[str, tf.TensorSpec]]:
@@ -106,9 +130,10 @@ def prefill_steps(config) -> int:
   ``E * (ceil(windows / E) + batch_length - 1)`` steps: 1,276 for batch 16 x 64 with 4 envs,
   1,087 with one (the 2023 code's collection in chunks of 100 steps rounds these up to 1,300
   and 1,100; the rounding is not carried). ``run.train_start`` is the 2023 ``train_fill``,
-  in windows.
+  in windows. With the replay context (``replay.context`` = K) a window is ``batch_length + K``
+  steps long, as in the author's current code (its replay's ``length``).
   """
-  length = int(config.replay.batch_length)
+  length = int(config.replay.batch_length) + int(config.replay.context)
   windows = max(int(config.replay.batch_size) * length, int(config.run.train_start))
   envs = int(config.run.envs)
   return envs * (-(-windows // envs) + length - 1)

@@ -48,6 +48,9 @@ class Learner:
       (no actor writes yet): :meth:`train_once` then returns None and the next call starts a new
       dataset. Without it such an error propagates.
     batch_length: Steps per window, for the open-loop report's context length.
+    write_back: The replay context's write-back, ``write_back(ids, {column: [B, T, ...]})``
+      (e.g. ``functools.partial(SequenceReplayBuffer.update, offset=K)``), called with the latents of
+      every applied update; None without the context.
   """
 
   def __init__(
@@ -61,6 +64,7 @@ class Learner:
     checkpoint_dir: str | pathlib.Path = "checkpoints",
     wait_for_data: bool = False,
     batch_length: int = 64,
+    write_back: Callable | None = None,
   ):
     self.agent = agent
     self.strategy = strategy
@@ -69,6 +73,7 @@ class Learner:
     self._checkpoint_dir = checkpoint_dir
     self._wait_for_data = wait_for_data
     self._batch_length = int(batch_length)
+    self._write_back = write_back
     self._train_fn = distribute.distributed_train_fn(strategy, agent, jit_compile)
     self._report_fn = tf.function(self._report)
     self._iterator = None
@@ -105,6 +110,10 @@ class Learner:
       self._iterator = None
       return None
     info = self._train_fn(batch)
+    replay = info.extra.pop("replay", None)
+    if replay is not None and self._write_back is not None and float(info.extra["nonfinite"]) == 0:
+      ids = replay.pop("ids").numpy()
+      self._write_back(ids, {k: v.numpy() for k, v in replay.items()})
     self._metrics.append(info.extra)
     if self.strategy.num_replicas_in_sync > 1:
       batch = self.strategy.experimental_local_results(batch)[0]

@@ -15,7 +15,8 @@ limiter holds the ratio (docs/reverb.md).
 Until replay holds one batch of windows (``batch_size * batch_length`` windows of
 ``batch_length`` steps, or ``run.train_start`` windows if more; counted in steps by
 :func:`~dreamer_tf.replay.prefill_steps`) a uniformly random policy collects, as in the 2023
-code; then the collect policy of the agent does. The train ratio is the number of replayed
+code; then the collect policy of the agent does (``run.prefill=policy``, the current generation:
+the agent's collect policy from the first step, as the author's current code). The train ratio is the number of replayed
 steps (``batch_size * batch_length`` per update) per agent step, counted from the step at which
 training starts; the loop runs exactly as many updates as the ratio allows after each collected
 step, so the achieved ratio stays within one update of the target.
@@ -23,6 +24,7 @@ step, so the achieved ratio stays within one update of the target.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pathlib
@@ -34,7 +36,7 @@ from dreamer_tf import distribute
 from dreamer_tf import envs as envs_lib
 from dreamer_tf.agent.dreamer_agent import DreamerAgent
 from dreamer_tf.config import Config
-from dreamer_tf.replay import DreamerStepObserver, SequenceReplayBuffer, prefill_steps, step_spec
+from dreamer_tf.replay import DreamerStepObserver, SequenceReplayBuffer, prefill_steps, replay_step_spec
 from dreamer_tf.training import checkpointer as checkpointer_lib
 from dreamer_tf.training import cpu_hint
 from dreamer_tf.training.collector import Collector
@@ -89,14 +91,15 @@ class Trainer:
     with self.strategy.scope():
       self.agent = DreamerAgent(*specs_of(self.env), config, seed=run.seed)
       self.counters = Counters()
-    data_spec = step_spec(self.env.observation_spec(), self.env.action_spec())
+    data_spec = replay_step_spec(config, self.env.observation_spec(), self.env.action_spec())
     self.replay = SequenceReplayBuffer.from_config(config, data_spec)
     self.observer = DreamerStepObserver(self.replay)
     self.logger = Logger(self.logdir, step=lambda: self.agent_steps)
     video_fn = lambda frames: self.logger.video("episode/video", frames)
     self.collector = Collector(self.env, self.agent.collect_policy, self.observer, seed=run.seed, video_fn=video_fn)
     self.reverb = None  # --replay=reverb: actors (python -m dreamer_tf.actor) collect; see docs/reverb.md.
-    make_dataset = lambda: self.replay.as_dataset(self.batch_size, self.batch_length)
+    context = config.replay.context  # The current generation's latents in replay: K + T steps, ids, write-back.
+    make_dataset = lambda: self.replay.as_dataset(self.batch_size, self.batch_length + context, with_ids=bool(context))
     if config.replay.backend == "reverb":
       from dreamer_tf.replay.reverb_replay import ReverbLearner
 
@@ -117,6 +120,7 @@ class Trainer:
       checkpoint_dir=checkpoints,
       wait_for_data=self.reverb is not None,
       batch_length=self.batch_length,
+      write_back=functools.partial(self.replay.update, offset=context) if context else None,
     )
     self.restored_from = None
     # Without a GPU or TPU, one line after the first updates: seconds per update, the run's estimate.
@@ -161,7 +165,8 @@ class Trainer:
     return self.counters.achieved_ratio(self.updates, self.batch_size * self.batch_length)
 
   def _prefill_done(self) -> bool:
-    return self.replay.size >= prefill_steps(self.config) and self.replay.stream_length >= self.batch_length
+    window = self.batch_length + self.config.replay.context
+    return self.replay.size >= prefill_steps(self.config) and self.replay.stream_length >= window
 
   def train_once(self):
     """One update on the next batch (see :meth:`Learner.train_once`)."""
@@ -174,14 +179,16 @@ class Trainer:
     total = int(steps if steps is not None else self.config.run.steps)
     if self.reverb is not None:
       return self._run_reverb(total, signals)
+    random_prefill = self.config.run.prefill == "random"
     if not self.training_started:
-      _log.info("Prefill: a random policy collects until replay holds %d steps", prefill_steps(self.config))
+      who = "a random policy" if random_prefill else "the agent's collect policy"
+      _log.info("Prefill: %s collects until replay holds %d steps", who, prefill_steps(self.config))
     self.collector.start(self.agent_steps)
     progress, schedule = ProgressBar(total, self.agent_steps), Schedule.start(self.agent_steps)
     last_return, timed_rate = None, False
     try:
       while self.agent_steps < total and not self._stop_requested(signals):
-        collected = self.collector.collect(random=not self.training_started)
+        collected = self.collector.collect(random=random_prefill and not self.training_started)
         self.counters.agent_steps.assign_add(collected.steps)
         schedule.steps += collected.steps
         for stats in collected.episodes:

@@ -1,4 +1,4 @@
-"""Shared by the agent tests: random replay batches in the step format."""
+"""Shared by the agent tests: random replay batches in the step format, with the replay context's columns."""
 
 import numpy as np
 import tensorflow as tf
@@ -37,3 +37,23 @@ def random_batch(obs_spec, action_spec, batch, length, seed=0) -> dict:
     is_last=is_terminal.copy(),
     is_terminal=is_terminal,
   )
+
+
+def with_replay_context(batch: dict, config, seed=0) -> dict:
+  """Adds what a batch of ``config.replay.context`` = K > 0 carries: random stored latents and window ids.
+
+  ``batch`` must hold K + T steps; ``latent/deter`` is normal, ``latent/stoch`` one-hot (as the RSSM
+  samples it), ``replay_id`` is ``[B]`` int64. Step K - 1's latent starts the posterior, so the first K
+  steps are context only (``DreamerAgent.split_context``).
+  """
+  if not config.replay.context:
+    return batch
+  rng = np.random.default_rng(seed + 1)
+  model = config.model
+  b, length = batch["reward"].shape
+  batch["latent"] = {
+    "deter": rng.normal(size=(b, length, model.deter)).astype(np.float32),
+    "stoch": np.eye(model.classes, dtype=np.float32)[rng.integers(model.classes, size=(b, length, model.stoch))],
+  }
+  batch["replay_id"] = np.arange(b, dtype=np.int64)
+  return batch

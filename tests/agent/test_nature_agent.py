@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 import tensorflow as tf
-from agent_testlib import random_batch
+from agent_testlib import random_batch, with_replay_context
 from nature_testlib import add_names, block_gru_names, image_names
 from tf_agents.specs import tensor_spec
 
@@ -99,9 +99,12 @@ MIXED_OBS = {
 CONTINUOUS = tensor_spec.BoundedTensorSpec([2], tf.float32, -1.0, 1.0, "action")
 
 
-def _batch(obs_spec, action_spec, seed=0):
-  """A random replay batch ``[B, T]`` in the step format (tests/agent/agent_testlib.py)."""
-  return random_batch(obs_spec, action_spec, B, T, seed)
+def _batch(obs_spec, action_spec, seed=0, config=None):
+  """A random replay batch ``[B, T]`` in the step format (tests/agent/agent_testlib.py); with a ``config``
+  of replay context K, ``[B, K + T]`` with its stored latents and window ids."""
+  if config is None:
+    return random_batch(obs_spec, action_spec, B, T, seed)
+  return with_replay_context(random_batch(obs_spec, action_spec, B, config.replay.context + T, seed), config, seed)
 
 
 def _nature_debug(*overrides):
@@ -120,11 +123,13 @@ def test_nature_debug_train_step_is_finite(precision, action_spec):
     enc=wm.encoder, dyn=wm.rssm, dec=wm.decoder, rew=wm.reward_head, con=wm.cont_head, pol=ac.actor, val=ac.critic
   )
   before = {k: [v.numpy().copy() for v in m.trainable_variables] for k, m in modules.items()}
-  experience = _batch(MIXED_OBS, action_spec)
+  experience = _batch(MIXED_OBS, action_spec, config=config)
   # The first LaProp update has learning rate 0 (the warm-up reads the count before it moves): it only
   # fills the moments. The second moves every module.
   for _ in range(2):
     info = agent.train(experience)
+  replay = info.extra.pop("replay")  # The replay context's write-back: the T trained steps' latents.
+  assert replay["latent/deter"].shape == (B, T, config.model.deter) and replay["ids"].shape == (B,)
   extra = {k: float(v) for k, v in info.extra.items()}
   assert {"model_loss", "actor_loss", "critic_loss", "repval_loss", "grad_norm", "dyn_loss"} <= set(extra)
   assert all(math.isfinite(v) for v in extra.values()), extra
@@ -141,7 +146,8 @@ def test_nature_debug_train_step_under_xla():
   agent = DreamerAgent(time_step_spec_from(MIXED_OBS), ACTIONS_18, config)
   train = tf.function(agent.train, jit_compile=True)
   for _ in range(2):
-    info = train(_batch(MIXED_OBS, ACTIONS_18))
+    info = train(_batch(MIXED_OBS, ACTIONS_18, config=config))
+  assert np.isfinite(info.extra.pop("replay")["latent/deter"].numpy()).all()
   assert all(math.isfinite(float(v)) for v in info.extra.values())
   assert int(agent.train_step_counter.numpy()) == 2
 
@@ -212,7 +218,7 @@ def test_nature_policy_acts_and_restarts_from_zeros(precision):
 def test_nature_agent_checkpoint_restores_weights_and_optimizer(tmp_path):
   config = _nature_debug()
   agent = DreamerAgent(time_step_spec_from(MIXED_OBS), ACTIONS_18, config)
-  experience = _batch(MIXED_OBS, ACTIONS_18)
+  experience = _batch(MIXED_OBS, ACTIONS_18, config=config)
   for _ in range(2):
     agent.train(experience)
   path = tf.train.Checkpoint(agent=agent).write(str(tmp_path / "ckpt"))

@@ -1,7 +1,9 @@
 """One update under MirroredStrategy on 2 logical CPUs versus one single-device update.
 
 Run as a script (the CPU must be split before TensorFlow starts): prints one ``RESULT {json}``
-line with the largest weight differences. Argument: ``deterministic`` or ``sampled``.
+line with the largest weight differences. Argument: ``deterministic`` (which also checks the replay
+context's write-back latents of one update, single-device against mirrored, under ``"context"``) or
+``sampled``.
 """
 
 import os
@@ -62,6 +64,7 @@ def main(mode):
   worst = max(diffs, key=diffs.get)
   h.emit(
     {
+      "context": context(strategy) if deterministic else None,
       "replicas": strategy.num_replicas_in_sync,
       "indivisible_error": indivisible_error,
       "jit_error": jit_error,
@@ -76,6 +79,34 @@ def main(mode):
       "finite": bool(all(np.all(np.isfinite(v)) for v in after_mirrored.values())),
     }
   )
+
+
+def context(strategy):
+  """The replay context under 2 replicas: every row's written-back latent and id, in the global batch's order."""
+  config = h.tiny_config(deterministic=True, **{"replay.context": 1})
+  batch = h.make_batch(seed=2, length=h.LENGTH + 1)
+  rng = np.random.default_rng(3)
+  batch["latent"] = {
+    "deter": rng.normal(size=(h.BATCH, h.LENGTH + 1, config.model.deter)).astype(np.float32),
+    "stoch": np.ones((h.BATCH, h.LENGTH + 1, config.model.stoch, config.model.classes), np.float32),
+  }
+  batch["replay_id"] = np.arange(h.BATCH, dtype=np.int64) * 7 + 1
+  single = h.build_agent(config, seed=5)
+  with strategy.scope():
+    mirrored = h.build_agent(config, seed=5)
+  h.copy_state(single, mirrored)
+  single_info = distribute.distributed_train_fn(tf.distribute.get_strategy(), single)(
+    tf.nest.map_structure(tf.constant, batch)
+  )
+  dataset = distribute.distribute_dataset(strategy, tf.data.Dataset.from_tensors(batch).repeat())
+  mirrored_info = distribute.distributed_train_fn(strategy, mirrored)(next(iter(dataset)))
+  a, b = single_info.extra["replay"], mirrored_info.extra["replay"]
+  return {
+    "ids": [a["ids"].numpy().tolist(), b["ids"].numpy().tolist()],
+    "shapes": [list(a["latent/deter"].shape), list(b["latent/deter"].shape)],
+    "max_diff": max(float(np.abs(a[k].numpy() - b[k].numpy()).max()) for k in ("latent/deter", "latent/stoch")),
+    "model_loss": [float(single_info.extra["model_loss"]), float(mirrored_info.extra["model_loss"])],
+  }
 
 
 if __name__ == "__main__":

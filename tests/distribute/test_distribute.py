@@ -138,9 +138,14 @@ def test_tpu_path_compiles_with_xla_on_cpu():
 # Mirrored and multi-worker runs (subprocesses).
 
 
-def test_mirrored_update_equals_single_device_update():
+@pytest.fixture(scope="module")
+def mirrored_deterministic():
+  return _run_script("mirrored_check.py", "deterministic")
+
+
+def test_mirrored_update_equals_single_device_update(mirrored_deterministic):
   """One update on 2 logical CPUs gives the single-device weights for the same global batch."""
-  result = _run_script("mirrored_check.py", "deterministic")
+  result = mirrored_deterministic
   assert result["replicas"] == 2
   assert result["moved_world_model"] > 1e-5 and result["moved_critic"] > 1e-5, result
   assert result["max_diff"] < 1e-5, result
@@ -150,6 +155,15 @@ def test_mirrored_update_equals_single_device_update():
   np.testing.assert_allclose(*result["model_grad_norm"], rtol=1e-5)
   assert result["indivisible_error"].startswith("replay.batch_size=3 is not divisible by the 2 replicas")
   assert "--jit_compile works with --strategy=mirrored on GPUs only" in result["jit_error"]
+
+
+def test_mirrored_update_writes_back_every_rows_latent_with_its_id(mirrored_deterministic):
+  """replay.context=1 on 2 logical CPUs: the write-back holds the global batch's rows in order, as on one device."""
+  result = mirrored_deterministic["context"]
+  assert result["ids"][0] == result["ids"][1] == [1, 8, 15, 22], result
+  assert result["shapes"][0] == result["shapes"][1] == [4, 6, 16], result
+  assert result["max_diff"] < 1e-5, result
+  np.testing.assert_allclose(*result["model_loss"], rtol=1e-5)
 
 
 @pytest.mark.slow
