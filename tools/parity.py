@@ -1017,7 +1017,7 @@ GENERATIONS = ("2023", "current")
 # with small sizes (its layer counts, bins and everything else its own; the RSSM's width is --units).
 CHECK_DEFAULTS = {
   "2023": dict(updates=100, rtol=1e-4, deter=512, units=512, stoch=32, classes=32, batch_size=16, batch_length=64),
-  "current": dict(updates=10, rtol=1e-3, deter=64, units=16, stoch=4, classes=4, batch_size=4, batch_length=16),
+  "current": dict(updates=10, rtol=1e-2, deter=64, units=16, stoch=4, classes=4, batch_size=4, batch_length=16),
 }
 
 
