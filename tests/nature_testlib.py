@@ -12,30 +12,5 @@ SIZES = {
 }
 
 
-def add_names(names, prefix, layer, norm=None, norm_name=None):
-  """Adds ``<prefix>/kernel``, ``<prefix>/bias`` and the norm's scale (``<prefix>norm/scale``) to ``names``."""
-  names.update({f"{prefix}/kernel": layer.kernel, f"{prefix}/bias": layer.bias})
-  if norm is not None:
-    names[norm_name or f"{prefix}norm/scale"] = norm.scale
-
-
-def block_gru_names(names, scope, gru):
-  """The author's names (``dreamerv3/rssm.py:RSSM._core``) of a :class:`BlockGRU`'s variables, under ``scope``."""
-  for i, layer in enumerate(gru.inputs_in):
-    add_names(names, f"{scope}/dynin{i}", layer.dense, layer.norm)
-  for i, (layer, norm) in enumerate(zip(gru.hidden_layers, gru.hidden_norms)):
-    add_names(names, f"{scope}/dynhid{i}", layer, norm)
-  add_names(names, f"{scope}/dyngru", gru.gates)
-
-
-def image_names(names, enc, dec):
-  """The author's names (``dreamerv3/rssm.py:Encoder/Decoder``) of the image encoder's and decoder's variables."""
-  for i, (conv, norm) in enumerate(zip(enc.convs, enc.norms)):
-    add_names(names, f"enc/cnn{i}", conv, norm)
-  add_names(names, "dec/sp0", dec.deter_space)
-  add_names(names, "dec/sp1", dec.stoch_hidden.dense, dec.stoch_hidden.norm)
-  add_names(names, "dec/sp2", dec.stoch_space)
-  names["dec/spnorm/scale"] = dec.space_norm.scale
-  for conv, norm in zip(dec.convs, dec.norms):
-    add_names(names, f"dec/{conv.name}", conv, norm)
-  add_names(names, "dec/imgout", dec.out)
+# The author's parameter names: one map, shared with tools/parity.py check-update --generation=current.
+from dreamer_tf.agent.author_names import add_names, block_gru_names, block_rssm_names, image_names  # noqa: E402,F401

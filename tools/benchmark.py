@@ -154,7 +154,7 @@ def benchmark(env_name, presets, overrides, updates, policy_batch, policy_iters,
   from dreamer_tf.agent.dreamer_agent import DreamerAgent
   from dreamer_tf.envs import make_env
   from dreamer_tf.main import resolve_config
-  from dreamer_tf.replay import step_spec
+  from dreamer_tf.replay import replay_step_spec
   from dreamer_tf.training.precision import set_precision
 
   config = resolve_config(env_name, presets, overrides)
@@ -173,10 +173,13 @@ def benchmark(env_name, presets, overrides, updates, policy_batch, policy_iters,
     "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, TF {tf.__version__}",
   }
   rng = np.random.default_rng(0)
-  spec = step_spec(env.observation_spec(), env.action_spec())
-  batch = tf.nest.map_structure(
-    tf.convert_to_tensor, random_batch(spec, config.replay.batch_size, config.replay.batch_length, rng)
-  )
+  spec = replay_step_spec(config, env.observation_spec(), env.action_spec())
+  # With the replay context (nature) a window is 1 + T steps with stored latents and ids (T steps trained).
+  length = config.replay.batch_length + config.replay.context
+  batch = random_batch(spec, config.replay.batch_size, length, rng)
+  if config.replay.context:
+    batch["replay_id"] = np.arange(config.replay.batch_size, dtype=np.int64)
+  batch = tf.nest.map_structure(tf.convert_to_tensor, batch)
   train = tf.function(agent.train, jit_compile=config.run.jit_compile)
   start = time.perf_counter()
   train(batch).loss.numpy()

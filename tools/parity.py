@@ -26,6 +26,15 @@ is that counter times the action repeat).
 ``python tools/parity.py check-update --task=gym_CartPole-v1 ...`` takes the randomness out:
 both sides start from the same parameters and train on one fixed batch with deterministic
 latents, and their world-model updates must agree number for number (``tools/parity_update.py``).
+
+The current generation (``--configs=nature``) is checked against the author's current code, a
+checkout of danijar/dreamerv3 at e3f0224, in a venv of its own (Python 3.11, jax/jaxlib 0.4.33 on CPU)::
+
+  python tools/parity.py setup-reference --generation=current --source=CHECKOUT --venv=.venv-reference-current
+  python tools/parity.py check-update --generation=current --task=gym_CartPole-v1 --out=DIR
+
+(``tools/parity_update_current.py``: the whole update, world model, imagination, actor, critic, replay
+value loss and the one optimizer, number for number.)
 """
 
 from __future__ import annotations
@@ -78,6 +87,99 @@ REFERENCE_PIP = (
   ("--no-deps", "tensorflow-probability==0.20.1"),
 )
 REFERENCE_CHECK = "import dreamerv3, jax, optax, tensorflow_probability, dm_control, gymnasium; print(jax.__version__)"
+
+# The current code's venv (/work/shared/reference/reference_install_current.md): its requirements.txt for
+# a CPU (jax without CUDA, no Atari packages); the code itself is the checkout, put on sys.path by the check.
+DEFAULT_VENV_CURRENT = REPO / ".venv-reference-current"
+CURRENT_PIP = (
+  (
+    "jax==0.4.33",
+    "jaxlib==0.4.33",
+    "numpy<2",
+    "elements>=3.19.1",
+    "ninjax>=3.5.1",
+    "portal>=3.5.0",
+    "granular>=0.20.3",
+    "scope>=0.4.4",
+    "optax",
+    "chex",
+    "einops",
+    "jaxtyping",
+    "av",
+    "tqdm",
+    "google-resumable-media>=2.7.2",
+  ),
+)
+# The files of danijar/dreamerv3 that the check runs, as of e3f0224 (the agent and its configs are unchanged
+# since f8817c4, 2024-12-07): sha256, first 16 hex digits.
+CURRENT_FILES = {
+  "dreamerv3/agent.py": "adce8e4274bc098c",
+  "dreamerv3/rssm.py": "d6d50166914e94fb",
+  "dreamerv3/configs.yaml": "9dff9c7062e3e339",
+  "embodied/jax/agent.py": "8b89eb35f974f9d3",
+  "embodied/jax/heads.py": "437641cde21e7f9e",
+  "embodied/jax/nets.py": "9a1c0c71ad7d3596",
+  "embodied/jax/opt.py": "4b9c9aedc87a5f47",
+  "embodied/jax/outs.py": "7e80691f175c71be",
+  "embodied/jax/utils.py": "76cd112313a19dc8",
+}
+CURRENT_SOURCE_FILE = "dreamerv3_source.txt"  # In the venv: the checkout that setup-reference checked.
+
+
+def current_source_problem(source: pathlib.Path | None) -> str | None:
+  """Why ``source`` is not a checkout of danijar/dreamerv3 at e3f0224 (one line), or None."""
+  import hashlib
+
+  if source is None:
+    return "no --source: pass a checkout of danijar/dreamerv3 at e3f0224"
+  if not source.is_dir():
+    return f"--source={source} is not a directory (a checkout of danijar/dreamerv3 at e3f0224)"
+  for name, digest in CURRENT_FILES.items():
+    path = source / name
+    if not path.is_file():
+      return f"--source={source} has no {name}: not a checkout of danijar/dreamerv3 at e3f0224"
+    if hashlib.sha256(path.read_bytes()).hexdigest()[:16] != digest:
+      return f"--source={source}: its {name} differs from danijar/dreamerv3 e3f0224's"
+  return None
+
+
+def setup_reference_current(venv: pathlib.Path, source: pathlib.Path, python: str = "python3.11") -> None:
+  """Creates the current code's venv at ``venv`` for the checkout ``source`` and checks that it imports."""
+  problem = current_source_problem(source)
+  if problem:
+    raise SystemExit(f"error: {problem}")
+  if not (venv / "bin" / "python").exists():
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+  pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+  for args in CURRENT_PIP:
+    print("+", shlex.join(["pip", "install", *args]), flush=True)
+    out = subprocess.run([*pip, *args], capture_output=True, text=True)
+    if out.returncode:
+      print(out.stdout + out.stderr, flush=True)
+      raise SystemExit(f"error: pip install failed (exit {out.returncode})")
+  check = f"import sys; sys.path.insert(0, {str(source)!r}); import dreamerv3.agent, jax; print(jax.__version__)"
+  out = subprocess.run(
+    [str(venv / "bin" / "python"), "-c", check], capture_output=True, text=True, env=_ref_env(), cwd=str(venv)
+  )
+  if out.returncode:
+    raise SystemExit(f"error: the current code does not import in {venv}: {out.stderr.strip().splitlines()[-1:]}")
+  (venv / CURRENT_SOURCE_FILE).write_text(str(source) + "\n")
+  print(f"current code's venv ready at {venv} (jax {out.stdout.strip()}, code {source})")
+
+
+def current_missing(venv: pathlib.Path, source: pathlib.Path | None) -> tuple[str | None, pathlib.Path | None]:
+  """``(why the current code cannot run, or None; the checkout to run)``: ``source`` or the one that
+  setup-reference recorded in the venv."""
+  if not (venv / "bin" / "python").exists():
+    return (
+      f"no current-code venv at {venv}: make it with `python tools/parity.py setup-reference --generation=current "
+      f"--source=CHECKOUT --venv={venv}`",
+      None,
+    )
+  if source is None and (venv / CURRENT_SOURCE_FILE).exists():
+    source = pathlib.Path((venv / CURRENT_SOURCE_FILE).read_text().strip())
+  problem = current_source_problem(source)
+  return problem, None if problem else source.resolve()
 
 
 def setup_reference(venv: pathlib.Path, python: str = "python3.11") -> None:
@@ -910,6 +1012,15 @@ def _draw_diagnostics(result: dict, key: str, setting: str, path: pathlib.Path) 
 # --- command line --------------------------------------------------------------------------------
 
 
+GENERATIONS = ("2023", "current")
+# check-update's defaults per --generation: the 2023 check's as before; the current code's defaults config
+# with small sizes (its layer counts, bins and everything else its own; the RSSM's width is --units).
+CHECK_DEFAULTS = {
+  "2023": dict(updates=100, rtol=1e-4, deter=512, units=512, stoch=32, classes=32, batch_size=16, batch_length=64),
+  "current": dict(updates=10, rtol=1e-2, deter=64, units=16, stoch=4, classes=4, batch_size=4, batch_length=16),
+}
+
+
 def _seeds(text: str) -> list[int]:
   try:
     seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -924,29 +1035,72 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
   setup = sub.add_parser("setup-reference", help="make the reference's virtual environment")
-  setup.add_argument("--venv", type=pathlib.Path, default=DEFAULT_VENV)
+  setup.add_argument(
+    "--venv", type=pathlib.Path, default=None, help="default .venv-reference (2023), .venv-reference-current"
+  )
   setup.add_argument("--python", default="python3.11", help="the Python 3.11 interpreter for the venv")
+  setup.add_argument(
+    "--generation", choices=GENERATIONS, default="2023", help="2023: dreamerv3 1.5.0; current: danijar/dreamerv3"
+  )
+  setup.add_argument("--source", type=pathlib.Path, default=None, help="current: a checkout of it at e3f0224")
 
-  def model_and_batch(p):
-    # The 2023 dmc_proprio settings (its `small` model; vector encoder/decoder 5 x 1024).
-    p.add_argument("--deter", type=int, default=512)
-    p.add_argument("--units", type=int, default=512)
+  def model_and_batch(p, check=False):
+    # The 2023 dmc_proprio settings (its `small` model; vector encoder/decoder 5 x 1024); check-update
+    # leaves the sizes it shares with --generation=current unset here and fills them per generation
+    # (CHECK_DEFAULTS).
+    unset = lambda value: None if check else value
+    p.add_argument("--deter", type=int, default=unset(512))
+    p.add_argument("--units", type=int, default=unset(512))
     p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--stoch", type=int, default=32, help="categorical latents")
-    p.add_argument("--classes", type=int, default=32, help="classes per latent")
+    p.add_argument("--stoch", type=int, default=unset(32), help="categorical latents")
+    p.add_argument("--classes", type=int, default=unset(32), help="classes per latent")
     p.add_argument("--mlp_layers", type=int, default=5, help="vector encoder and decoder layers")
     p.add_argument("--mlp_units", type=int, default=1024, help="vector encoder and decoder units")
-    p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--batch_length", type=int, default=64)
+    p.add_argument("--batch_size", type=int, default=unset(16))
+    p.add_argument("--batch_length", type=int, default=unset(64))
     p.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
-    p.add_argument("--reference_venv", type=pathlib.Path, default=DEFAULT_VENV)
+    p.add_argument(
+      "--reference_venv",
+      type=pathlib.Path,
+      default=unset(DEFAULT_VENV),
+      help="check-update --generation=current: default .venv-reference-current",
+    )
 
   check = sub.add_parser("check-update", help="one world-model update, number for number (tools/parity_update.py)")
   check.add_argument("--task", required=True, help="gym_<id> with a 1-D Box observation")
-  check.add_argument("--updates", type=int, default=100, help="world-model updates on the fixed batch")
-  check.add_argument("--agree", type=int, default=20, help="fail if the sides part before this update")
-  check.add_argument("--rtol", type=float, default=1e-4, help="largest relative difference counted as equal")
+  check.add_argument(
+    "--generation",
+    choices=GENERATIONS,
+    default="2023",
+    help="2023: against dreamerv3 1.5.0; current: the whole update against danijar/dreamerv3 e3f0224 "
+    "(tools/parity_update_current.py; its own defaults below)",
+  )
+  check.add_argument(
+    "--source", type=pathlib.Path, default=None, help="current: the checkout (default: the one setup-reference used)"
+  )
+  check.add_argument("--updates", type=int, default=None, help="updates on the fixed batch (2023: 100, current: 10)")
+  check.add_argument(
+    "--agree", type=int, default=None, help="fail if the sides part before this (2023: 20, current: all)"
+  )
+  check.add_argument("--rtol", type=float, default=None, help="largest relative difference counted as equal")
   check.add_argument("--atol", type=float, default=1e-6, help="plus this absolute difference (noise around 0)")
+  check.add_argument(
+    "--state_rtol", type=float, default=1e-2, help="current: relative tolerance of parameter changes and slots"
+  )
+  check.add_argument(
+    "--state_atol", type=float, default=1e-3, help="current: plus this times the array's largest value (noise)"
+  )
+  check.add_argument(
+    "--save_at", type=_seeds, default=None, help="current: updates after which the states are compared"
+  )
+  check.add_argument(
+    "--state_agree", type=int, default=2, help="current: fail if a state differs after an update before this"
+  )
+  check.add_argument(
+    "--mutate",
+    default="",
+    help="current: one dreamer_tf setting changed, KEY=VALUE (e.g. model.opt.beta2=0.99): the check's own test",
+  )
   check.add_argument("--seed", type=int, default=0, help="the reference's initialisation and the batch")
   check.add_argument("--full", action="store_true", help="the whole agent update: world model, actor and critic")
   check.add_argument(
@@ -977,7 +1131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     default=1,
     help="a shared replay: this many different batches from one stream, update i on batch i mod N",
   )
-  model_and_batch(check)
+  model_and_batch(check, check=True)
   helps = {
     "run": "train both sides, then report",
     "report": "redraw the report",
@@ -1017,8 +1171,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
   args = parser.parse_args(argv)
   if args.command == "setup-reference":
+    if args.venv is None:
+      args.venv = DEFAULT_VENV_CURRENT if args.generation == "current" else DEFAULT_VENV
+    if args.generation == "current" and args.source is None:
+      parser.error("setup-reference --generation=current needs --source=CHECKOUT (danijar/dreamerv3 at e3f0224)")
     return args
   check = args.command == "check-update"
+  if check:
+    current = args.generation == "current"
+    defaults = CHECK_DEFAULTS["current" if current else "2023"]
+    for name, value in defaults.items():
+      if getattr(args, name) is None:
+        setattr(args, name, value)
+    if args.agree is None:
+      args.agree = args.updates if current else 20
+    if current and args.reference_venv is None:
+      args.reference_venv = DEFAULT_VENV_CURRENT
+    if not current and (args.source or args.save_at or args.mutate):
+      parser.error("--source, --save_at and --mutate go with --generation=current")
+    if current and (args.own_init or args.sampled or args.batches != 1 or args.jit_compile or args.full):
+      parser.error(
+        "--generation=current checks the whole update (no --full needed); --own_init, --sampled, "
+        "--batches and --jit_compile are for the 2023 check"
+      )
+  if getattr(args, "reference_venv", "x") is None:
+    args.reference_venv = DEFAULT_VENV
   if check and args.shared_inits and (args.own_init or not args.sampled):
     parser.error("--shared_inits goes with --sampled and without --own_init")
   if check and not args.task.startswith("gym_"):
@@ -1043,9 +1220,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   if args.command == "setup-reference":
-    setup_reference(args.venv.resolve(), args.python)
+    if args.generation == "current":
+      setup_reference_current(args.venv.resolve(), args.source.resolve(), args.python)
+    else:
+      setup_reference(args.venv.resolve(), args.python)
     return 0
   check_modules(TOOL_MODULES.get(args.command, ()))
+  if args.command == "check-update" and args.generation == "current":
+    reason, args.source = current_missing(args.reference_venv, args.source)
+    if reason:
+      print(f"error: {reason}", file=sys.stderr)
+      return 2
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    import parity_update_current
+
+    return parity_update_current.check_update(args, args.reference_venv / "bin" / "python", _run_env(1))
   if args.command == "check-update":
     reason = reference_missing(args.reference_venv)
     if reason:

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from dreamer_tf.agent import distributions, networks
+from dreamer_tf.agent.author_names import block_rssm_names
 
 DETER, HIDDEN, STOCH, CLASSES, ACTIONS, EMBED = 64, 12, 4, 3, 5, 7
 
@@ -54,24 +55,7 @@ def _rssm(**kwargs):
 def _author_names(rssm):
   """The author's parameter name (``dyn/...``) of each variable."""
   names = {}
-
-  def add(name, dense, norm=None):
-    names.update({f"dyn/{name}/kernel": dense.kernel, f"dyn/{name}/bias": dense.bias})
-    if norm is not None:
-      names[f"dyn/{name}norm/scale"] = norm.scale
-
-  core = rssm.core
-  for i, layer in enumerate(core.inputs_in):
-    add(f"dynin{i}", layer.dense, layer.norm)
-  for i, (layer, norm) in enumerate(zip(core.hidden_layers, core.hidden_norms)):
-    add(f"dynhid{i}", layer, norm)
-  add("dyngru", core.gates)
-  for i, layer in enumerate(rssm.prior):
-    add(f"prior{i}", layer.dense, layer.norm)
-  add("priorlogit", rssm.prior_logit)
-  for i, layer in enumerate(rssm.post):
-    add(f"obs{i}", layer.dense, layer.norm)
-  add("obslogit", rssm.post_logit)
+  block_rssm_names(names, rssm)
   return names
 
 

@@ -2,7 +2,6 @@
 equals the author's current code (reference_install_current.md: its own `agent.params` for a 64x64x3
 uint8 image and 18 discrete actions)."""
 
-import functools
 import json
 import math
 import pathlib
@@ -14,10 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from agent_testlib import random_batch, with_replay_context
-from nature_testlib import add_names, block_gru_names, image_names
 from tf_agents.specs import tensor_spec
 
 from dreamer_tf.agent.actor_critic import ActorCritic
+from dreamer_tf.agent.author_names import head_names, world_model_names
 from dreamer_tf.agent.dreamer_agent import DreamerAgent, time_step_spec_from
 from dreamer_tf.agent.laprop import LaProp
 from dreamer_tf.agent.world_model import WorldModel
@@ -295,22 +294,7 @@ def _author_wm_inputs():
 
 
 def _author_wm_names(wm):
-  names = {}
-  add = functools.partial(add_names, names)
-  rssm = wm.rssm
-  image_names(names, wm.encoder.cnn, wm.decoder.cnn)
-  block_gru_names(names, "dyn", rssm.core)
-  for i, layer in enumerate(rssm.prior):
-    add(f"dyn/prior{i}", layer.dense, layer.norm)
-  add("dyn/priorlogit", rssm.prior_logit)
-  for i, layer in enumerate(rssm.post):
-    add(f"dyn/obs{i}", layer.dense, layer.norm)
-  add("dyn/obslogit", rssm.post_logit)
-  for head, prefix, out in ((wm.reward_head, "rew", "logits"), (wm.cont_head, "con", "logit")):
-    for i, layer in enumerate(head.trunk.hidden):
-      add(f"{prefix}/mlp/linear{i}", layer.dense, layer.norm, f"{prefix}/mlp/norm{i}/scale")
-    add(f"{prefix}/head/{out}", head.out)
-  return names
+  return world_model_names(wm)
 
 
 def test_world_model_losses_equal_the_author_code(monkeypatch):
@@ -354,14 +338,8 @@ def test_actor_and_critic_losses_equal_the_author_code():
   model = load_config(None, ["nature"], ["model.units=16"]).model
   ac = ActorCritic(10, 2, False, model)
   names = {}
-  for head, prefix, outs in ((ac.actor, "pol", ("action/mean", "action/stddev")), (ac.critic, "val", ("logits",))):
-    for i, layer in enumerate(head.trunk.hidden):
-      names.update(
-        {f"{prefix}/mlp/linear{i}/kernel": layer.dense.kernel, f"{prefix}/mlp/linear{i}/bias": layer.dense.bias}
-      )
-      names[f"{prefix}/mlp/norm{i}/scale"] = layer.norm.scale
-    for out, layer in zip(outs, (head.out, head.std)):
-      names.update({f"{prefix}/head/{out}/kernel": layer.kernel, f"{prefix}/head/{out}/bias": layer.bias})
+  head_names(names, "pol", ac.actor, ("action/mean", "action/stddev"))
+  head_names(names, "val", ac.critic, ("logits",))
   assert len(names) == len(ac.actor.trainable_variables) + len(ac.critic.trainable_variables) == 24
   for name, var in names.items():
     value = np.random.default_rng(zlib.crc32(name.encode())).uniform(-0.5, 0.5, size=var.shape)

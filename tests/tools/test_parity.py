@@ -431,3 +431,137 @@ def test_full_agent_update_matches_the_reference_for_continuous_actions(tmp_path
   assert report["passed"] and report["terminations_in_batch"] == 0  # Pendulum only truncates.
   actor_grad_norm = [row["actor_grad_norm"] for row in report["updates"]]
   assert all(ours > 0 and ours == pytest.approx(reference, rel=1e-3) for ours, reference in actor_grad_norm)
+
+
+# --- The current generation against the author's current code (check-update --generation=current) ------
+
+import parity_update_current  # noqa: E402
+
+from dreamer_tf.agent import author_names  # noqa: E402
+
+# The author's parameters (danijar/dreamerv3 e3f0224, its `agent.params` without the optimizer's state and
+# counters) for a vector observation at check-update --generation=current's default sizes (deter 64,
+# units 16, 4 x 4 latents), printed by tools/parity_reference_current_update.py --print_names: with 2
+# discrete actions (gym_CartPole-v1), and for gym_Pendulum-v1 (3-dim observation, a continuous actor with
+# action/mean and action/stddev).
+_AUTHOR_PARAMS = json.loads((pathlib.Path(__file__).parent / "author_current_params.json").read_text())
+
+
+def _current_args(*argv):
+  return parity.parse_args(["check-update", "--generation=current", "--out=/tmp/x", *argv])
+
+
+def _nature_agent(actions):
+  """The nature agent that check-update --generation=current builds for gym_CartPole-v1 (2 discrete
+  actions) or gym_Pendulum-v1 (3-dim observation, 1-dim continuous action), without running anything."""
+  args = _current_args("--task=gym_CartPole-v1")
+  if actions:
+    batch = {"vector": np.zeros((4, 16, 4), np.float32), "action": np.zeros((4, 16), np.int64)}
+  else:
+    batch = {"vector": np.zeros((4, 16, 3), np.float32), "action": np.zeros((4, 16, 1), np.float32)}
+  return parity_update_current.build_ours(args, batch, actions)
+
+
+@pytest.mark.parametrize("actions", [2, 0], ids=["discrete", "continuous"])
+def test_every_nature_variable_has_exactly_one_author_name(actions):
+  agent = _nature_agent(actions)
+  names = author_names.agent_names(agent)
+  wm, ac = agent.world_model, agent.actor_critic
+  assert len({v.ref() for v in names.values()}) == len(names)  # One name per variable.
+  trained = wm.trainable_variables + ac.actor.trainable_variables + ac.critic.trainable_variables
+  assert {v.ref() for v in names.values()} == {v.ref() for v in trained + ac.slow_critic.weights} | {
+    ac.retnorm.low.ref(),
+    ac.retnorm.high.ref(),
+  }
+  expected = dict(_AUTHOR_PARAMS["discrete" if actions else "continuous"])
+  assert sorted(names) == sorted(expected)
+  assert {k: tuple(v.shape) for k, v in names.items()} == {k: tuple(v) for k, v in expected.items()}
+
+
+def test_the_decoder_rows_are_permuted_to_the_authors_order():
+  """The author's vector decoder reads concat(stoch, deter), dreamer_tf's concat(deter, stoch): the same
+  layer once its first kernel's rows are reordered (author_names.row_orders)."""
+  agent = _nature_agent(2)
+  wm = agent.world_model
+  orders = author_names.row_orders(wm)
+  name = "dec/mlp/linear0/kernel"
+  rng = np.random.default_rng(0)
+  author = rng.normal(size=(wm.rssm.feat_size, 16)).astype(np.float32)
+  ours = author_names.to_ours(name, author, orders)
+  np.testing.assert_array_equal(author_names.to_author(name, ours, orders), author)
+  deter, stoch = rng.normal(size=(3, 64)), rng.normal(size=(3, 16))
+  np.testing.assert_allclose(np.concatenate([deter, stoch], -1) @ ours, np.concatenate([stoch, deter], -1) @ author)
+
+
+def test_check_update_generations_keep_their_own_defaults(capsys):
+  old = parity.parse_args(["check-update", "--task=gym_CartPole-v1", "--out=/tmp/x"])
+  assert (old.generation, old.updates, old.agree, old.rtol, old.deter, old.units, old.batch_size) == (
+    "2023",
+    100,
+    20,
+    1e-4,
+    512,
+    512,
+    16,
+  )
+  assert old.reference_venv == parity.DEFAULT_VENV.resolve()
+  new = _current_args("--task=gym_CartPole-v1")
+  assert (new.updates, new.agree, new.rtol, new.deter, new.units, new.stoch, new.classes) == (
+    10,
+    10,
+    1e-2,
+    64,
+    16,
+    4,
+    4,
+  )
+  assert new.reference_venv == parity.DEFAULT_VENV_CURRENT.resolve()
+  with pytest.raises(SystemExit):
+    parity.parse_args(["check-update", "--task=gym_CartPole-v1", "--out=/tmp/x", "--source=/tmp"])
+  with pytest.raises(SystemExit):
+    _current_args("--task=gym_CartPole-v1", "--full")
+  assert "--generation=current" in capsys.readouterr().err
+
+
+def test_the_current_code_source_is_checked(tmp_path, capsys):
+  assert "not a directory" in parity.current_source_problem(tmp_path / "missing")
+  assert "has no dreamerv3/agent.py" in parity.current_source_problem(tmp_path)
+  (tmp_path / "dreamerv3").mkdir()
+  for name in parity.CURRENT_FILES:
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_text("")
+  assert "differs from danijar/dreamerv3 e3f0224" in parity.current_source_problem(tmp_path)
+  with pytest.raises(SystemExit):
+    parity.parse_args(["setup-reference", "--generation=current"])
+  assert "needs --source=CHECKOUT" in capsys.readouterr().err
+
+
+def _check_current(tmp_path, *args, code=0):
+  """Runs ``check-update --generation=current`` (skips without the current code's venv); its report."""
+  reason, _ = parity.current_missing(parity.DEFAULT_VENV_CURRENT, None)
+  if reason:
+    pytest.skip(f"current code's side not run: {reason}")
+  out = tmp_path / "check"
+  command = [sys.executable, str(_TOOLS / "parity.py"), "check-update", "--generation=current", *args, f"--out={out}"]
+  result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+  assert result.returncode == code, result.stdout[-3000:] + result.stderr[-3000:]
+  name = "update_check_current_mutated.json" if any(a.startswith("--mutate") for a in args) else None
+  return json.loads((out / (name or "update_check_current.json")).read_text())
+
+
+@pytest.mark.parametrize("task", ["gym_CartPole-v1", "gym_Pendulum-v1"], ids=["discrete", "continuous"])
+def test_current_update_matches_the_author_code_number_for_number(tmp_path, task):
+  report = _check_current(tmp_path, f"--task={task}", "--updates=4")
+  assert report["passed"] and report["first_difference"] is None and report["first_state_difference"] is None
+  first = report["updates"][0]
+  assert set(first) == {name for name, _, _ in parity_update_current.METRICS}
+  for name in ("reward_loss", "cont_loss", "dyn_loss", "rep_loss", "critic_loss", "repval_loss", "loss", "grad_norm"):
+    ours, reference = first[name]
+    assert ours == pytest.approx(reference, rel=1e-5), name
+
+
+def test_a_one_line_change_fails_the_current_check_at_update_0(tmp_path):
+  """The block GRU's update bias -1 -> 0 (dreamer_tf/agent/networks/block_gru.py, one line)."""
+  mutate = "--mutate=dreamer_tf.agent.networks.block_gru.UPDATE_BIAS=0.0"
+  report = _check_current(tmp_path, "--task=gym_CartPole-v1", "--updates=2", mutate, code=1)
+  assert not report["passed"] and report["first_difference"] == 0 and "grad_norm" in report["differing"]

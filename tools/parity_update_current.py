@@ -1,0 +1,326 @@
+"""``tools/parity.py check-update --generation=current``: dreamer_tf's whole current-generation update
+against the author's current code (danijar/dreamerv3 e3f0224), number for number.
+
+Both sides start from the *same* parameters: the author's ``Agent`` (its own ``defaults`` config with
+small sizes, ``jax.compute_dtype float32`` on the CPU, ``replay_context 0``) initialises them, and
+they are copied into dreamer_tf's agent built with ``--configs=nature`` and the same sizes, by the
+author's parameter names (:mod:`dreamer_tf.agent.author_names`). Both then train on the *same*
+fixed batch (``tools/parity_update.py:collect_batch``) with every latent and discrete action the
+straight-through mode and every continuous action the actor's mean, patched in the two check
+processes only. One update is the whole ``Agent.train`` of the current code: the world-model loss,
+imagination from every posterior state, the actor and critic losses, the replay value loss, their
+sum differentiated once and applied by one LaProp optimizer (AGC, RMS scaling, momentum, warm-up),
+then the slow critic. The check compares
+
+* every update's losses and metrics (:data:`METRICS`), and
+* after the updates in ``--save_at`` (default: the first, the second and the last), every parameter's
+  change since the start, the optimizer's squared-gradient average ``nu`` (after the first update
+  ``(1 - beta_2) g^2`` of each variable's clipped gradient: a per-variable gradient check) and its
+  momentum ``mu``, the slow critic and the return normaliser,
+
+each within ``rtol * |reference| + atol``; the command fails when a metric differs before update
+``--agree`` (default: any update) or a state after an update before ``--state_agree`` (default 2: the
+first update, whose ``nu`` and ``mu`` hold every variable's gradient, and the first that moves the
+parameters). Later states are reported, not required: LaProp divides each element's gradient by its
+own RMS, so an element whose gradient is near 0 (the nearly uniform policy's at the start, whose
+entropy gradient vanishes there) moves by a full step in a direction rounding decides, and such
+elements part while every loss and metric still agrees. The learning rate is 0 at the first update
+(the warm-up reads the count before it moves) and ``4e-5 * (t - 1) / 1000`` after, so parameters move
+by about ``1e-8`` per update: their changes, not their values, are compared, with ``atol`` scaled by
+each array's largest change.
+
+  python tools/parity.py check-update --generation=current --source=CHECKOUT --task=gym_CartPole-v1 \\
+      --updates=10 --out=DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+from parity_update import collect_batch
+
+REFERENCE_SCRIPT = pathlib.Path(__file__).resolve().parent / "parity_reference_current_update.py"
+
+# dreamer_tf's metric name, the author's, and the factor that makes the author's dreamer_tf's: its loss/<k>
+# are the per-term means before the loss scales, dreamer_tf's repval_loss is after its scale 0.3. ``loss``
+# is dreamer_tf's total (model_loss + actor_loss + critic_loss + repval_loss, what it differentiates).
+METRICS = (
+  ("vector_loss", "loss/vector", 1.0),
+  ("reward_loss", "loss/rew", 1.0),
+  ("cont_loss", "loss/con", 1.0),
+  ("dyn_loss", "loss/dyn", 1.0),
+  ("rep_loss", "loss/rep", 1.0),
+  ("prior_ent", "dyn_ent", 1.0),
+  ("post_ent", "rep_ent", 1.0),
+  ("actor_loss", "loss/policy", 1.0),
+  ("critic_loss", "loss/value", 1.0),
+  ("repval_loss", "loss/repval", 0.3),
+  ("imag_value", "val", 1.0),
+  ("imag_weight", "weight", 1.0),
+  ("advantage", "adv", 1.0),
+  ("actor_entropy", "ent/action", 1.0),
+  ("loss", "opt/loss", 1.0),
+  ("grad_norm", "opt/grad_norm", 1.0),
+)
+SIZE_ARGS = ("deter", "units", "stoch", "classes")
+
+
+def _mode_sample(self, seed):
+  """Replaces ``OneHotCategorical.sample`` in the check: the straight-through mode."""
+  del seed
+  return self.mode()
+
+
+def _mean_sample(self, seed):
+  """Replaces ``BoundedNormal.sample`` in the check: the mean."""
+  del seed
+  return self.loc
+
+
+def build_ours(args, batch: dict, actions: int):
+  """dreamer_tf's agent of the current generation for the check's sizes and the batch's spaces."""
+  importlib.import_module("dreamer_tf")  # First: its quiet start filters TensorFlow's start-up noise.
+  import tensorflow as tf
+  from tf_agents.specs import tensor_spec
+
+  from dreamer_tf.agent.dreamer_agent import DreamerAgent, time_step_spec_from
+  from dreamer_tf.config import load_config
+
+  overrides = [
+    f"model.deter={args.deter}",
+    f"model.units={args.units}",
+    f"model.vector_units={args.units}",
+    f"model.stoch={args.stoch}",
+    f"model.classes={args.classes}",
+    f"replay.batch_size={args.batch_size}",
+    f"replay.batch_length={args.batch_length}",
+    "run.precision=float32",
+    "replay.context=0",  # Both sides train every window from the initial state (the author's replay_context 0).
+  ]
+  mutate = getattr(args, "mutate", "")  # The check's own test: one setting or one constant changed.
+  if mutate.startswith("dreamer_tf."):  # A module constant, e.g. dreamer_tf.agent.networks.block_gru.UPDATE_BIAS=0
+    import ast
+
+    key, value = mutate.split("=", 1)
+    module, attr = key.rsplit(".", 1)
+    setattr(importlib.import_module(module), attr, ast.literal_eval(value))
+  elif mutate:
+    overrides.append(mutate)
+  config = load_config(args.task, ["nature"], overrides)
+  obs_spec = {"vector": tf.TensorSpec(batch["vector"].shape[2:], tf.float32, "vector")}
+  if actions:
+    action_spec = tensor_spec.BoundedTensorSpec([], tf.int32, 0, actions - 1, "action")
+  else:
+    action_spec = tensor_spec.BoundedTensorSpec(batch["action"].shape[2:], tf.float32, -1.0, 1.0, "action")
+  return DreamerAgent(time_step_spec_from(obs_spec), action_spec, config, seed=args.seed)
+
+
+def assign_reference(agent, params: dict) -> dict:
+  """Copies the author's parameters into ``agent`` by name; returns ``{author name: variable}``.
+
+  Fails with one line when a trained variable has no author name or a name's shape differs."""
+  from dreamer_tf.agent.author_names import agent_names, row_orders, to_ours
+
+  names = agent_names(agent)
+  orders = row_orders(agent.world_model)
+  wm, ac = agent.world_model, agent.actor_critic
+  trained = wm.trainable_variables + ac.actor.trainable_variables + ac.critic.trainable_variables
+  unmapped = {v.ref() for v in trained + ac.slow_critic.weights} - {v.ref() for v in names.values()}
+  if unmapped:
+    raise SystemExit(f"error: {len(unmapped)} variables have no author name; extend dreamer_tf/agent/author_names.py")
+  for name, variable in names.items():
+    if name not in params or params[name].shape != tuple(variable.shape):
+      got = params[name].shape if name in params else "missing"
+      raise SystemExit(f"error: the author's parameter {name} is {got}, dreamer_tf's is {tuple(variable.shape)}")
+    variable.assign(to_ours(name, params[name], orders))
+  return names
+
+
+def state_of(agent, names: dict) -> dict:
+  """Every named variable's value, and the LaProp slots as ``opt/nu/<name>`` and ``opt/mu/<name>``, in the
+  author's layout."""
+  from dreamer_tf.agent.author_names import row_orders, to_author
+
+  orders = row_orders(agent.world_model)
+  opt = agent.optimizers.model
+  trained = {v.ref() for group in agent._variable_groups() for v in group}
+  state = {name: to_author(name, variable.numpy(), orders) for name, variable in names.items()}
+  for name, variable in names.items():
+    if variable.ref() not in trained:
+      continue
+    index = opt._index_dict[opt._var_key(variable)]
+    state[f"opt/nu/{name}"] = to_author(name, opt._nus[index].numpy(), orders)
+    state[f"opt/mu/{name}"] = to_author(name, opt._mus[index].numpy(), orders)
+  return state
+
+
+def run_ours(args, batch: dict, actions: int, params: dict, save_at) -> tuple[list[dict], dict]:
+  """dreamer_tf's updates from the author's parameters, deterministic samples; returns the metrics per
+  update and ``{update: state}`` after the updates in ``save_at``."""
+  agent = build_ours(args, batch, actions)
+  import tensorflow as tf
+
+  from dreamer_tf.agent import distributions
+
+  names = assign_reference(agent, params)
+  experience = {k: tf.constant(v) for k, v in batch.items() if k != "vector"}
+  experience["obs"] = {"vector": tf.constant(batch["vector"])}
+
+  @tf.function
+  def update(experience):
+    return agent._train(experience).extra
+
+  samplers = (distributions.OneHotCategorical.sample, distributions.BoundedNormal.sample)
+  distributions.OneHotCategorical.sample = _mode_sample
+  distributions.BoundedNormal.sample = _mean_sample
+  rows, states = [], {}
+  try:
+    for i in range(args.updates):
+      row = {k: float(v) for k, v in update(experience).items()}
+      row["loss"] = row["model_loss"] + row["actor_loss"] + row["critic_loss"] + row.get("repval_loss", 0.0)
+      rows.append(row)
+      if i in save_at:
+        states[i] = state_of(agent, names)
+  finally:
+    distributions.OneHotCategorical.sample, distributions.BoundedNormal.sample = samplers
+  return rows, states
+
+
+def reference_updates(args, python: pathlib.Path, env: dict, actions: int, save_at) -> tuple[dict, list, dict]:
+  """Runs the current code's side; returns its initial parameters, rows and ``{update: state}``."""
+  cmd = [str(python), str(REFERENCE_SCRIPT), f"--source={args.source}", f"--batch={args.out / 'batch.npz'}"]
+  cmd += [f"--out={args.out}", f"--updates={args.updates}", f"--seed={args.seed}", f"--discrete={actions}"]
+  cmd += [f"--{k}={getattr(args, k)}" for k in SIZE_ARGS]
+  cmd += [f"--save_at={','.join(map(str, sorted(save_at)))}"]
+  log = args.out / "reference.log"
+  with open(log, "w") as f:
+    code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+  if code:
+    tail = log.read_text().strip().splitlines()[-1:]
+    raise SystemExit(f"error: the current code's side failed ({tail[0] if tail else code}); see {log}")
+  params = dict(np.load(args.out / "reference_params.npz"))
+  rows = json.loads((args.out / "reference_updates.json").read_text())
+  states = {i: dict(np.load(args.out / f"reference_state_{i}.npz")) for i in save_at}
+  return params, rows, states
+
+
+def compare_metrics(ours: list[dict], reference: list[dict], rtol: float, atol: float) -> dict:
+  """Per update and metric ``[ours, reference]``; the first update where any differs by more than
+  ``rtol * |reference| + atol``, the metrics that do, and the median relative difference."""
+  updates, first, failing, rel = [], None, [], []
+  missing = sorted({r for _, r, _ in METRICS} - set(reference[0])) + sorted({n for n, _, _ in METRICS} - set(ours[0]))
+  if missing:
+    raise SystemExit(f"error: metrics missing from a side: {', '.join(missing)}")
+  for i, (a, b) in enumerate(zip(ours, reference)):
+    row = {name: [a[name], b[ref] * factor] for name, ref, factor in METRICS}
+    bad = [k for k, (x, y) in row.items() if abs(x - y) > rtol * abs(y) + atol]
+    rel += [abs(x - y) / max(abs(y), 1e-12) for x, y in row.values() if abs(x - y) > atol]
+    if bad and first is None:
+      first, failing = i, bad
+    updates.append(row)
+  median = float(np.median(rel)) if rel else 0.0
+  return {"updates": updates, "first_difference": first, "differing": failing, "median_relative_difference": median}
+
+
+def compare_states(ours: dict, reference: dict, initial: dict, rtol: float, atol: float) -> dict:
+  """Per saved update: for each array group (parameter changes, ``nu``, ``mu``, slow critic, return
+  normaliser), the largest and median relative difference and the arrays outside
+  ``rtol * |reference| + atol * max|reference|`` (changes since the start for the trained parameters,
+  values for the slow critic, the return normaliser and the slots)."""
+  out = {}
+  for step in sorted(ours):
+    a_all, b_all = ours[step], reference[step]
+    groups = {}
+    for name, a in a_all.items():
+      b = b_all[name]
+      if name.startswith("opt/"):
+        group = "optimizer " + name.split("/")[1]
+      elif name.startswith(("slowval/", "retnorm/")):
+        group = name.split("/")[0]
+      else:
+        group = "parameter changes"
+      if group == "parameter changes":  # The slow critic and the normaliser: by value.
+        a, b = a - initial[name], b - initial[name]
+      scale = float(np.abs(b).max()) if b.size else 0.0
+      diff = np.abs(a - b)
+      bound = rtol * np.abs(b) + atol * max(scale, 1e-30)
+      info = groups.setdefault(group, {"arrays": 0, "max_relative": 0.0, "relative": [], "outside": []})
+      info["arrays"] += 1
+      rel = diff / np.maximum(np.abs(b), atol * max(scale, 1e-30))
+      info["max_relative"] = max(info["max_relative"], float(rel.max()) if rel.size else 0.0)
+      info["relative"].append(rel.reshape(-1))
+      if (diff > bound).any():
+        info["outside"].append(name)
+    for info in groups.values():
+      joined = np.concatenate(info.pop("relative"))
+      info["median_relative"] = float(np.median(joined)) if joined.size else 0.0
+    out[step] = groups
+  return out
+
+
+def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: dict) -> int:
+  """Runs both sides; returns the exit code (1 when they part before ``args.agree`` updates)."""
+  args.out.mkdir(parents=True, exist_ok=True)
+  batch, actions = collect_batch(args.task[len("gym_") :], args.batch_size, args.batch_length, args.seed)
+  np.savez(args.out / "batch.npz", **batch)  # Discrete actions as indices: the current code's format too.
+  save_at = set(args.save_at) if args.save_at else {0, min(1, args.updates - 1), args.updates - 1}
+  save_at = {i for i in save_at if 0 <= i < args.updates}
+  params, reference, ref_states = reference_updates(args, reference_python, env, actions, save_at)
+  ours, our_states = run_ours(args, batch, actions, params, save_at)
+  result = compare_metrics(ours, reference, args.rtol, args.atol)
+  states = compare_states(our_states, ref_states, params, args.state_rtol, args.state_atol)
+  state_first = min(
+    (s for s, g in states.items() if s < args.state_agree and any(i["outside"] for i in g.values())), default=None
+  )
+  firsts = [x for x in (result["first_difference"], state_first) if x is not None]
+  first = min(firsts) if firsts else None
+  passed = first is None or first >= args.agree
+  result.update(
+    task=args.task,
+    generation="current",
+    settings={
+      k: getattr(args, k)
+      for k in (*SIZE_ARGS, "batch_size", "batch_length", "seed", "updates", "agree", "rtol", "atol")
+      + ("state_rtol", "state_atol", "state_agree", "save_at", "mutate")
+    },
+    reference_source=str(args.source),
+    terminations_in_batch=int(batch["is_terminal"].sum()),
+    states={str(k): v for k, v in states.items()},
+    first_state_difference=state_first,
+    passed=passed,
+  )
+  name = "update_check_current.json" if not args.mutate else "update_check_current_mutated.json"
+  (args.out / name).write_text(json.dumps(result, indent=1))
+  metric_first = result["first_difference"]
+  shown = sorted({0, 1, args.updates - 1} | ({metric_first} if metric_first is not None else set()))
+  for i in (i for i in shown if i < args.updates):
+    row = result["updates"][i]
+    print(f"update {i:3d}  " + "  ".join(f"{k} {x:.6g}/{y:.6g}" for k, (x, y) in row.items()), flush=True)
+  for step, groups in states.items():
+    cells = "; ".join(
+      f"{g} max rel {i['max_relative']:.2g} median {i['median_relative']:.2g}"
+      + (f" OUTSIDE {len(i['outside'])}/{i['arrays']} ({', '.join(i['outside'][:3])})" if i["outside"] else "")
+      for g, i in groups.items()
+    )
+    print(f"state after update {step}: {cells}", flush=True)
+  where = "never" if first is None else f"first at update {first}"
+  verdict = "agree" if passed else "DIFFER"
+  print(
+    f"dreamer_tf / current code {verdict}: a difference above the tolerances {where} (metrics: rtol {args.rtol:g} + "
+    f"atol {args.atol:g}, median relative difference {result['median_relative_difference']:.2g}"
+    + (f", differing {', '.join(result['differing'])}" if result["differing"] else "")
+    + f"; states after updates before {args.state_agree}: rtol {args.state_rtol:g} + atol {args.state_atol:g} x "
+    f"largest) (required: not before update {args.agree})"
+  )
+  print(f"wrote {args.out / name}")
+  return 0 if passed else 1
+
+
+if __name__ == "__main__":
+  sys.exit("run it as: python tools/parity.py check-update --generation=current ...")
