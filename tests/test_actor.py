@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -191,7 +192,10 @@ def test_actor_reconnects_to_a_restarted_learner_and_stops_after_steps(tmp_path)
   assert code == 0, log[-3000:]
   assert "reconnected to" in log and "pulled policy weights version 2" in log, log[-3000:]
   assert 2 in versions, versions  # The actor wrote data with the new weights to the restarted server.
-  assert "done: actor 3, 400 agent steps" in log
+  # A collect call that crosses an episode end also takes the reset step (PyDriver does not count
+  # boundary transitions), so the last call may end one step past --steps.
+  done = re.search(r"done: actor 3, (\d+) agent steps", log)
+  assert done and 400 <= int(done.group(1)) <= 401, log[-3000:]
 
 
 def test_actor_without_server_fails_fast_with_one_line(tmp_path):
