@@ -726,7 +726,7 @@ def replay_report(args: argparse.Namespace) -> dict:
   if not result:
     raise SystemExit(f"error: no saved replay under {args.runs} (run with --save_replay)")
   args.out.mkdir(parents=True, exist_ok=True)
-  (args.out / "replay_stats.json").write_text(json.dumps(result, indent=1) + "\n")
+  (args.out / "replay_stats.json").write_text(json.dumps(result, separators=(",", ":")) + "\n")
   return result
 
 
@@ -932,7 +932,7 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
         result["commands"][logdir.name] = (logdir / "command.txt").read_text().strip()
       if (logdir / "source.json").exists():
         result["dreamer_tf_source"][logdir.name] = json.loads((logdir / "source.json").read_text())
-  (args.out / "parity.json").write_text(json.dumps(result, indent=1) + "\n")
+  (args.out / "parity.json").write_text(json.dumps(result, separators=(",", ":")) + "\n")
   _draw(args, result)
   return result
 

@@ -29,6 +29,7 @@ at a few updates.
 from __future__ import annotations
 
 import argparse
+import gzip
 import importlib
 import json
 import pathlib
@@ -65,6 +66,22 @@ BEHAVIOR_METRICS = (
   ("critic_grad_norm", "extr_critic_critic_opt_grad_norm"),
 )
 METRICS = WORLD_MODEL_METRICS + BEHAVIOR_METRICS
+
+
+def write_result(path: pathlib.Path, result: dict) -> pathlib.Path:
+  """Writes a check's result as compact JSON; per-update ``runs`` (the bulk) go gzipped beside it.
+
+  ``path`` gets everything but ``runs`` (a few KB, readable in a diff); ``runs`` go to
+  ``<path stem>.runs.json.gz``, named in the summary as ``runs_file``.
+  """
+  result = dict(result)
+  runs = result.pop("runs", None)
+  if runs is not None:
+    runs_path = path.with_name(path.stem + ".runs.json.gz")
+    runs_path.write_bytes(gzip.compress(json.dumps(runs, separators=(",", ":")).encode(), mtime=0))
+    result["runs_file"] = runs_path.name
+  path.write_text(json.dumps(result, separators=(",", ":")) + "\n")
+  return path
 
 
 def collect_batch(env_id: str, batch_size: int, batch_length: int, seed: int) -> tuple[dict, int]:
@@ -327,7 +344,7 @@ def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: 
     terminations_in_batch=int(batch["is_terminal"].sum()),
     passed=passed,
   )
-  (args.out / "update_check.json").write_text(json.dumps(result, indent=1))
+  write_result(args.out / "update_check.json", result)
   shown = {0, 1, min(args.agree, args.updates) - 1, args.updates - 1}
   shown = sorted(shown | ({first} if first is not None else set()))
   for i in shown:
@@ -415,7 +432,7 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
   names = (*SIZE_ARGS, "batch_size", "batch_length", "batches", "seed", "full", "jit_compile", "sample_offset")
   result["settings"] = {k: getattr(args, k) for k in names}
   path = args.out / ("own_init.json" if mode == "own_init" else f"{mode.replace('+', '_')}.json")
-  path.write_text(json.dumps(result, indent=1))
+  write_result(path, result)
   for name, cells in table.items():
     text = "  ".join(
       f"{i}: {c['dreamer_tf']:.4g}/{c['reference']:.4g} (t {c['welch_t']:+.2f})" for i, c in cells.items()

@@ -43,7 +43,7 @@ import subprocess
 import sys
 
 import numpy as np
-from parity_update import collect_batch
+from parity_update import collect_batch, write_result
 
 REFERENCE_SCRIPT = pathlib.Path(__file__).resolve().parent / "parity_reference_current_update.py"
 
@@ -296,7 +296,7 @@ def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: 
     passed=passed,
   )
   name = "update_check_current.json" if not args.mutate else "update_check_current_mutated.json"
-  (args.out / name).write_text(json.dumps(result, indent=1))
+  write_result(args.out / name, result)
   metric_first = result["first_difference"]
   shown = sorted({0, 1, args.updates - 1} | ({metric_first} if metric_first is not None else set()))
   for i in (i for i in shown if i < args.updates):

@@ -1,5 +1,6 @@
 """Tests for tools/parity.py: the same settings reach both sides, and a tiny side-by-side run writes the JSON."""
 
+import gzip
 import importlib.util
 import json
 import pathlib
@@ -565,3 +566,12 @@ def test_a_one_line_change_fails_the_current_check_at_update_0(tmp_path):
   mutate = "--mutate=dreamer_tf.agent.networks.block_gru.UPDATE_BIAS=0.0"
   report = _check_current(tmp_path, "--task=gym_CartPole-v1", "--updates=2", mutate, code=1)
   assert not report["passed"] and report["first_difference"] == 0 and "grad_norm" in report["differing"]
+
+
+def test_check_results_are_compact_with_the_runs_gzipped_beside_them(tmp_path):
+  runs = {"dreamer_tf": [[{"model_loss": 1.0 / 3.0}] * 400] * 10}
+  path = parity_update.write_result(tmp_path / "sampled.json", {"task": "gym_x", "runs": runs})
+  summary = json.loads(path.read_text())
+  assert summary == {"task": "gym_x", "runs_file": "sampled.runs.json.gz"}
+  assert "\n " not in path.read_text() and path.stat().st_size < 100
+  assert json.loads(gzip.decompress((tmp_path / summary["runs_file"]).read_bytes())) == runs
