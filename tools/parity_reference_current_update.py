@@ -3,7 +3,8 @@
 Builds the agent of the author's current DreamerV3 code (a checkout of danijar/dreamerv3 at e3f0224,
 given by ``--source``) for a vector observation and an action space read from the batch file, with its
 own ``defaults`` config shrunk to the given sizes, ``jax.compute_dtype float32`` on the CPU and
-``replay_context 0``; saves its freshly initialised parameters; then runs ``--updates`` calls of its
+``replay_context 0`` (``--context``: the batch's first steps are context, read from its ``latent_deter``,
+``latent_stoch`` and ``stepid``); saves its freshly initialised parameters; then runs ``--updates`` calls of its
 jitted train function (``dreamerv3/agent.py:Agent.train``: world model, imagination, actor, critic,
 replay value loss, the one LaProp optimizer and the slow value) on that one fixed batch and writes
 each update's scalar metrics and, after the updates in ``--save_at``, every parameter and optimizer
@@ -18,7 +19,9 @@ of the author's code.
 
 writes ``DIR/reference_params.npz`` (the author's parameter names: ``dyn/dynin0/kernel``, ...),
 ``DIR/reference_updates.json`` (one dict of metrics per update) and ``DIR/reference_state_<i>.npz``
-(parameters and optimizer slots ``opt/nu/<name>``, ``opt/mu/<name>`` after update ``i``).
+(parameters and optimizer slots ``opt/nu/<name>``, ``opt/mu/<name>`` after update ``i``) and with
+``--context`` ``DIR/reference_replay_<i>.npz`` (update ``i``'s ``outs["replay"]``: ``stepid``,
+``dyn/deter``, ``dyn/stoch`` of the trained steps).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 against the author's current code (danijar/dreamerv3 e3f0224), number for number.
 
 Both sides start from the *same* parameters: the author's ``Agent`` (its own ``defaults`` config with
-small sizes, ``jax.compute_dtype float32`` on the CPU, ``replay_context 0``) initialises them, and
-they are copied into dreamer_tf's agent built with ``--configs=nature`` and the same sizes, by the
-author's parameter names (:mod:`dreamer_tf.agent.author_names`). Both then train on the *same*
+small sizes, ``jax.compute_dtype float32`` on the CPU, ``replay_context 0``, or 1 with ``--context=1``)
+initialises them, and they are copied into dreamer_tf's agent built with ``--configs=nature`` and the
+same sizes, by the author's parameter names (:mod:`dreamer_tf.agent.author_names`). Both then train on the *same*
 fixed batch (``tools/parity_update.py:collect_batch``) with every latent and discrete action the
 straight-through mode and every continuous action the actor's mean, patched in the two check
 processes only. One update is the whole ``Agent.train`` of the current code: the world-model loss,
@@ -18,19 +18,23 @@ then the slow critic. The check compares
   ``(1 - beta_2) g^2`` of each variable's clipped gradient: a per-variable gradient check) and its
   momentum ``mu``, the slow critic and the return normaliser,
 
-each within ``rtol * |reference| + atol``; the command fails when a metric differs before update
-``--agree`` (default: any update) or a state after an update before ``--state_agree`` (default 2: the
-first update, whose ``nu`` and ``mu`` hold every variable's gradient, and the first that moves the
-parameters). Later states are reported, not required: LaProp divides each element's gradient by its
-own RMS, so an element whose gradient is near 0 (the nearly uniform policy's at the start, whose
-entropy gradient vanishes there) moves by a full step in a direction rounding decides, and such
-elements part while every loss and metric still agrees. The learning rate is 0 at the first update
-(the warm-up reads the count before it moves) and ``4e-5 * (t - 1) / 1000`` after, so parameters move
-by about ``1e-8`` per update: their changes, not their values, are compared, with ``atol`` scaled by
-each array's largest change.
+and with ``--context=1`` (both sides' replay context: windows of 1 + T steps, the same stored latents of
+every step, :func:`add_replay_context`) every update's written-back latents (dreamer_tf's
+``extra["replay"]``, the author's ``outs["replay"]``, :func:`compare_replay`),
+
+each within ``rtol * |reference| + atol``; the command fails when a metric or a written-back latent
+differs before update ``--agree`` (default: any update) or a state after an update before
+``--state_agree`` (default 2: the first update, whose ``nu`` and ``mu`` hold every variable's gradient,
+and the first that moves the parameters). Later states are reported, not required: LaProp divides each
+element's gradient by its own RMS, so an element whose gradient is near 0 (the nearly uniform policy's
+at the start, whose entropy gradient vanishes there) moves by a full step in a direction rounding
+decides, and such elements part while every loss and metric still agrees. The learning rate is 0 at the
+first update (the warm-up reads the count before it moves) and ``4e-5 * (t - 1) / 1000`` after, so
+parameters move by about ``1e-8`` per update: their changes, not their values, are compared, with
+``atol`` scaled by each array's largest change.
 
   python tools/parity.py check-update --generation=current --source=CHECKOUT --task=gym_CartPole-v1 \\
-      --updates=10 --out=DIR
+      --updates=10 [--context=1] --out=DIR
 """
 
 from __future__ import annotations
