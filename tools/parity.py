@@ -1101,6 +1101,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     default="",
     help="current: one dreamer_tf setting changed, KEY=VALUE (e.g. model.opt.beta2=0.99): the check's own test",
   )
+  check.add_argument(
+    "--context",
+    type=int,
+    choices=(0, 1),
+    default=0,
+    help="current: the replay context (both sides: windows of 1 + T steps from stored latents, the latents "
+    "written back compared too)",
+  )
   check.add_argument("--seed", type=int, default=0, help="the reference's initialisation and the batch")
   check.add_argument("--full", action="store_true", help="the whole agent update: world model, actor and critic")
   check.add_argument(
@@ -1187,8 +1195,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       args.agree = args.updates if current else 20
     if current and args.reference_venv is None:
       args.reference_venv = DEFAULT_VENV_CURRENT
-    if not current and (args.source or args.save_at or args.mutate):
-      parser.error("--source, --save_at and --mutate go with --generation=current")
+    if not current and (args.source or args.save_at or args.mutate or args.context):
+      parser.error("--source, --save_at, --mutate and --context go with --generation=current")
     if current and (args.own_init or args.sampled or args.batches != 1 or args.jit_compile or args.full):
       parser.error(
         "--generation=current checks the whole update (no --full needed); --own_init, --sampled, "

@@ -3,7 +3,8 @@
 Builds the agent of the author's current DreamerV3 code (a checkout of danijar/dreamerv3 at e3f0224,
 given by ``--source``) for a vector observation and an action space read from the batch file, with its
 own ``defaults`` config shrunk to the given sizes, ``jax.compute_dtype float32`` on the CPU and
-``replay_context 0``; saves its freshly initialised parameters; then runs ``--updates`` calls of its
+``replay_context 0`` (``--context``: the batch's first steps are context, read from its ``latent_deter``,
+``latent_stoch`` and ``stepid``); saves its freshly initialised parameters; then runs ``--updates`` calls of its
 jitted train function (``dreamerv3/agent.py:Agent.train``: world model, imagination, actor, critic,
 replay value loss, the one LaProp optimizer and the slow value) on that one fixed batch and writes
 each update's scalar metrics and, after the updates in ``--save_at``, every parameter and optimizer
@@ -18,7 +19,9 @@ of the author's code.
 
 writes ``DIR/reference_params.npz`` (the author's parameter names: ``dyn/dynin0/kernel``, ...),
 ``DIR/reference_updates.json`` (one dict of metrics per update) and ``DIR/reference_state_<i>.npz``
-(parameters and optimizer slots ``opt/nu/<name>``, ``opt/mu/<name>`` after update ``i``).
+(parameters and optimizer slots ``opt/nu/<name>``, ``opt/mu/<name>`` after update ``i``) and with
+``--context`` ``DIR/reference_replay_<i>.npz`` (update ``i``'s ``outs["replay"]``: ``stepid``,
+``dyn/deter``, ``dyn/stoch`` of the trained steps).
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--discrete", type=int, default=0, help="the number of discrete actions (0: continuous)")
   p.add_argument("--save_at", default="0", help="comma-separated updates after which to save the whole state")
   p.add_argument("--print_names", action="store_true", help="print the parameter names and shapes, then stop")
+  p.add_argument(
+    "--context",
+    type=int,
+    default=0,
+    help="replay_context: the batch's first steps are context (its latent_deter, latent_stoch and stepid)",
+  )
   for name in ("deter", "units", "stoch", "classes"):
     p.add_argument(f"--{name}", type=int, required=True)
   return p.parse_args(argv)
@@ -98,7 +107,7 @@ def config_of(args, yaml_text: str, elements, batch_size: int, batch_length: int
     r".*\.units": args.units,
     "batch_size": batch_size,
     "batch_length": batch_length,
-    "replay_context": 0,
+    "replay_context": args.context,
     "seed": args.seed,
     "jax.platform": "cpu",
     "jax.compute_dtype": "float32",
@@ -123,6 +132,7 @@ def main(argv=None) -> None:
   _rounded_twohot_products(jnp, outs)
   batch = dict(np.load(args.batch))
   B, T = batch["reward"].shape
+  T -= args.context  # batch_length: the trained steps; the data has replay_context more.
   config = config_of(args, (args.source / "dreamerv3" / "configs.yaml").read_text(), elements, B, T)
   obs_space = {
     "vector": elements.Space(np.float32, batch["vector"].shape[2:]),
@@ -146,7 +156,7 @@ def main(argv=None) -> None:
       jax=jaxcfg,
       batch_size=B,
       batch_length=T,
-      replay_context=0,
+      replay_context=args.context,
       report_length=config.report_length,
       replica=0,
       replicas=1,
@@ -162,8 +172,12 @@ def main(argv=None) -> None:
 
   data = {k: batch[k] for k in ("vector", "reward", "is_first", "is_last", "is_terminal")}
   data["action"] = batch["action"].astype(np.int32 if args.discrete else np.float32)
-  data["consec"] = np.zeros((B, T), np.int32)
-  data["stepid"] = np.zeros((B, T, 20), np.uint8)
+  L = T + args.context
+  data["consec"] = np.zeros((B, L), np.int32)  # Every window is a first chunk: the replay context applies.
+  data["stepid"] = batch["stepid"] if "stepid" in batch else np.zeros((B, L, 20), np.uint8)
+  if args.context:  # The stored latents, as the replay holds the policy's dyn entries (rssm.py entry_space).
+    data["dyn/deter"] = batch["latent_deter"].astype(np.float32)
+    data["dyn/stoch"] = batch["latent_stoch"].astype(np.float32)
   data = internal.device_put(data, agent.train_sharded)
   save_at = {int(x) for x in args.save_at.split(",") if x.strip()}
   rows = []
@@ -172,8 +186,10 @@ def main(argv=None) -> None:
     allo = {k: v for k, v in agent.params.items() if k in agent.policy_keys}
     dona = {k: v for k, v in agent.params.items() if k not in agent.policy_keys}
     seed = agent._seeds(step, agent.train_mirrored)
-    agent.params, _, _, mets = agent._train(dona, allo, seed, carry, data)
+    agent.params, _, outs, mets = agent._train(dona, allo, seed, carry, data)
     rows.append({k: float(np.asarray(v)) for k, v in mets.items() if np.asarray(v).ndim == 0})
+    if args.context:  # What the update writes back into replay: stepid, dyn/deter, dyn/stoch of steps K..
+      np.savez(args.out / f"reference_replay_{step}.npz", **{k: np.asarray(v) for k, v in outs["replay"].items()})
     if step in save_at:
       np.savez(args.out / f"reference_state_{step}.npz", **_state(agent.params))
   (args.out / "reference_updates.json").write_text(json.dumps(rows))

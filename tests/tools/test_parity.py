@@ -575,3 +575,65 @@ def test_check_results_are_compact_with_the_runs_gzipped_beside_them(tmp_path):
   assert summary == {"task": "gym_x", "runs_file": "sampled.runs.json.gz"}
   assert "\n " not in path.read_text() and path.stat().st_size < 100
   assert json.loads(gzip.decompress((tmp_path / summary["runs_file"]).read_bytes())) == runs
+
+
+# --- The same with the replay context (check-update --generation=current --context=1) -----------------
+
+
+def test_the_context_check_gives_both_sides_the_same_stored_latents_and_compares_the_write_back(capsys):
+  """--context=1: a batch of 1 + T steps with stored latents, window ids and step ids; the written-back
+  latents are compared elementwise, a shape or an id that does not come back fails at update 0."""
+  args = _current_args("--task=gym_CartPole-v1", "--context=1")
+  assert args.context == 1
+  B, L = 4, 17
+  batch = {"reward": np.zeros((B, L), np.float32), "is_first": np.zeros((B, L), bool)}
+  batch["is_first"][:, 0] = True
+  batch["is_first"][3, 1] = True  # This window's episode starts at its first trained step.
+  batch = parity_update_current.add_replay_context(batch, 1, args)
+  assert batch["latent_deter"].shape == (B, L, 64) and batch["latent_deter"].dtype == np.float32
+  assert batch["latent_stoch"].shape == (B, L, 4, 4) and (batch["latent_stoch"].sum(-1) == 1).all()
+  assert batch["replay_id"].shape == (B,) and batch["replay_id"].dtype == np.int64
+  assert batch["stepid"].shape == (B, L, 20) and batch["stepid"].dtype == np.uint8
+  assert parity_update_current.add_replay_context({"reward": batch["reward"]}, 0, args) == {"reward": batch["reward"]}
+
+  rng = np.random.default_rng(1)
+  deter, stoch = rng.normal(size=(B, L - 1, 64)).astype(np.float32), batch["latent_stoch"][:, 1:]
+  ours = [{"ids": batch["replay_id"], "latent/deter": deter, "latent/stoch": stoch}] * 2
+  reference = [{"stepid": batch["stepid"][:, 1:], "dyn/deter": deter, "dyn/stoch": stoch}] * 2
+  same = parity_update_current.compare_replay(ours, reference, batch, 1e-2, 1e-6)
+  assert same["first_difference"] is None and same["ids_written_back"] and same["context"] == 1
+  assert same["windows_starting_from_the_stored_latent"] == 3
+  assert same["updates"][0]["deter"] == {"max_abs": 0.0, "outside": 0, "elements": B * 16 * 64}
+  later = [reference[0], {**reference[1], "dyn/deter": deter + 0.1}]
+  assert parity_update_current.compare_replay(ours, later, batch, 1e-2, 1e-6)["first_difference"] == 1
+  shorter = [{**r, "dyn/stoch": r["dyn/stoch"][:, 1:]} for r in reference]
+  assert parity_update_current.compare_replay(ours, shorter, batch, 1e-2, 1e-6)["first_difference"] == 0
+  offset = [{**r, "stepid": batch["stepid"][:, :-1]} for r in reference]  # Written back at offset 0.
+  assert parity_update_current.compare_replay(ours, offset, batch, 1e-2, 1e-6)["first_difference"] == 0
+  with pytest.raises(SystemExit):
+    parity.parse_args(["check-update", "--task=gym_CartPole-v1", "--out=/tmp/x", "--context=1"])
+  assert "--context go with --generation=current" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["gym_CartPole-v1", "gym_Pendulum-v1"], ids=["discrete", "continuous"])
+def test_current_update_with_replay_context_matches_the_author_code(tmp_path, task):
+  """replay_context 1 on both sides: the same stored latents start the posterior, the same metrics and
+  states, and the same latents written back (dreamer_tf's extra["replay"], the author's outs["replay"])."""
+  report = _check_current(tmp_path, f"--task={task}", "--context=1", "--updates=2")
+  assert report["passed"] and report["first_difference"] is None and report["first_state_difference"] is None
+  replay = report["replay"]
+  assert report["first_replay_difference"] is None and replay["ids_written_back"] and replay["context"] == 1
+  assert replay["windows_starting_from_the_stored_latent"] > 0  # The stored latents were read.
+  for row in replay["updates"]:
+    assert row["deter"]["outside"] == 0 and row["stoch"]["outside"] == 0 and row["deter"]["max_abs"] < 1e-5
+  ours, reference = report["updates"][0]["grad_norm"]
+  assert ours == pytest.approx(reference, rel=1e-5)
+
+
+def test_a_one_line_change_of_the_replay_context_fails_the_current_check_at_update_0(tmp_path):
+  """split_context's start action zero (an episode start's) instead of the action at the context step: the
+  metrics stay within rtol 1e-2, the written-back latents and the first gradients do not."""
+  mutate = "--mutate=context.action=zero"
+  report = _check_current(tmp_path, "--task=gym_CartPole-v1", "--context=1", "--updates=1", mutate, code=1)
+  assert not report["passed"] and report["first_replay_difference"] == 0
+  assert report["replay"]["updates"][0]["deter"]["outside"] > 0
