@@ -3,6 +3,7 @@
 import importlib.util
 import math
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -84,3 +85,15 @@ def test_nature_module_flops_match_the_built_agents_layers():
   assert update == benchmark.nature_update_flops(config, {"image": (64, 64, 3)}, 6, True)
   assert math.isclose(update["total"], sum(v for k, v in update.items() if k != "total"))
   assert update["replay_value"] == 4 * 4 * 16 * flops["critic"]  # batch 4 x 16 of the debug preset
+
+
+def test_a_failing_group_stops_the_run_naming_it(tmp_path):
+  """Each group runs in its own child process; the first that fails ends the run with its error, before
+  the groups after it start (here: an unknown preset, refused before any training)."""
+  out = tmp_path / "bench.json"
+  cmd = [sys.executable, str(TOOL), "--configs=nature,no_such_size", "--configs=s", f"--json={out}"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  assert "benchmark: --configs=nature,no_such_size failed:" in proc.stderr
+  assert "unknown preset 'no_such_size'" in proc.stderr
+  assert proc.stdout.splitlines() == ["--configs=nature,no_such_size"] and not out.exists()
