@@ -39,6 +39,10 @@ MARKER = "COMPLETE"
 TF_PREFIX = "model"
 _CKPT_RE = re.compile(r"^ckpt-(\d+)$")
 _TMP_RE = re.compile(r"^tmp-(\d+)-(\d+)")
+# TensorFlow's error for a saved value of another shape than its variable.
+_SHAPE_RE = re.compile(
+  r"tensor with shape (\(.*?\)) when attempting to restore variable with shape (\(.*?\)) and name (\S+?)\.?$"
+)
 _MANIFEST_VERSION = 1
 
 PayloadFns = Union[Iterable[Callable[[str], Any]], Mapping[str, Callable[[str], Any]], None]
@@ -363,11 +367,6 @@ def _mismatch(path: pathlib.Path, reason: str) -> UserError:
     f"Checkpoint {path} does not match the model ({reason}): it was written with a different "
     "configuration; use a new logdir or the same configuration"
   )
-
-
-_SHAPE_RE = re.compile(
-  r"tensor with shape (\(.*?\)) when attempting to restore variable with shape (\(.*?\)) and name (\S+?)\.?$"
-)
 
 
 def _expect_partial(error: BaseException) -> None:
