@@ -55,6 +55,18 @@ NATURE = "nature"
 NATURE_SIZES = ("size1m", "size12m", "size25m", "size50m", "size100m", "size200m", "size400m")
 SIZES_2023 = ("xs", "s", "m", "l", "xl")
 NATURE_DOMAIN_PREFIX = "nature_"
+# The model keys that switch the layers and the update between the generations: their 2023 values
+# (configs/defaults.yaml) and the current generation's (configs/nature.yaml).
+GENERATION_SWITCHES = {
+  "core": ("gru", "blockgru"),
+  "norm": ("layer", "rms"),
+  "cnn": ("strided", "pooling"),
+  "twohot": ("symlog", "symexp"),
+  "optimizer": ("adam", "laprop"),
+  "contdisc": (False, True),
+}
+GENERATION_2023 = "2023"
+MIXED = "mixed"
 
 
 class ConfigError(UserError, ValueError):
@@ -283,6 +295,26 @@ def load_config(env_name: str | None = None, presets=(), overrides=(), has_image
   config = Config(data)
   validate(config)
   return config
+
+
+def generation(config: Mapping) -> str:
+  """The generation a resolved config builds, from its :data:`GENERATION_SWITCHES`.
+
+  A run records it in ``run.json`` and an export in its metadata (the config itself holds the
+  switches, which is what a resume compares).
+
+  Returns:
+    ``'2023'`` when every switch has its 2023 value, ``'nature'`` (the current generation,
+    ``--configs=nature``) when every switch has the current value, else ``'mixed'`` (some switches
+    overridden).
+  """
+  model = config["model"]
+  values = tuple(model[key] for key in GENERATION_SWITCHES)
+  if values == tuple(old for old, _ in GENERATION_SWITCHES.values()):
+    return GENERATION_2023
+  if values == tuple(new for _, new in GENERATION_SWITCHES.values()):
+    return NATURE
+  return MIXED
 
 
 def _check_generation(presets, nature: bool) -> None:

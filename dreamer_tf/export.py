@@ -16,13 +16,18 @@ TF-Agents or TFP types, so it loads with TensorFlow alone. Signatures:
   default true: the actor's mode, else a sample) and ``seed`` (int64 scalar, default -1: a fresh
   random seed on each call; ``seed >= 0`` makes the call deterministic). Outputs are ``action``
   (int32 ``[B]`` or float32 ``[B, A]``) and the new state ``deter``, ``stoch``, ``prev_action``.
-* ``get_initial_state``: ``batch_size`` (int32 scalar) -> the zero state. The RSSM replaces it by
-  its learned initial state on steps with ``is_first`` true, so an episode starts with
+* ``get_initial_state``: ``batch_size`` (int32 scalar) -> the zero state. On steps with
+  ``is_first`` true the RSSM replaces the state by its initial state (the 2023 generation's learned
+  one; zeros, and a zero previous action, in the current generation), so an episode starts with
   ``is_first=True``.
 * ``get_metadata``: ``request`` (int32 scalar, ignored; TF Serving's REST API needs one input) ->
   ``config`` (YAML), ``env_name``, ``train_step`` (int64), ``observation_spec``, ``action_spec``
   and ``policy_state_spec`` (JSON) and ``metadata`` (all of it as one JSON document, also written
-  to ``assets.extra/dreamer_metadata.json``).
+  to ``assets.extra/dreamer_metadata.json``; its ``generation`` is ``'2023'``, ``'nature'`` or
+  ``'mixed'``, see :func:`dreamer_tf.config.generation`).
+
+Both generations export the same signatures; the current generation's policy state has the same
+keys (``deter`` of its block GRU, ``stoch``, ``prev_action``).
 
 The batch size is polymorphic; the scalar inputs (``greedy``, ``seed``, ``batch_size``) are declared
 with shape ``[]``. Inputs are validated inside the graph, so a wrong shape, a state of the wrong
@@ -45,6 +50,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from dreamer_tf import config as config_lib
 from dreamer_tf.errors import UserError
 
 FORMAT_VERSION = 1
@@ -175,6 +181,7 @@ class ExportedPolicy(tf.Module):
     metadata = {
       "format_version": FORMAT_VERSION,
       "env_name": env_name,
+      "generation": config_lib.generation(config),
       "train_step": int(train_step),
       "observation_spec": {k: _spec_json(obs_spec[k]) for k in self._obs_keys},
       "action_spec": {**_spec_json(action_spec), "discrete": bool(discrete)},

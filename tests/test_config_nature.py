@@ -202,3 +202,42 @@ def test_nature_replay_is_online_with_5e6_steps_latents_in_replay_and_no_random_
 def test_prefill_is_random_or_policy():
   with pytest.raises(ConfigError, match="run.prefill"):
     load_config(None, [], ["run.prefill=agent"])
+
+
+@pytest.mark.parametrize(
+  "presets, overrides, expected",
+  [
+    (["debug"], [], "2023"),
+    (["m"], [], "2023"),
+    (["nature", "size12m"], [], "nature"),
+    (["nature", "debug"], [], "nature"),
+    (["nature"], ["model.optimizer=adam"], "mixed"),
+    (["debug"], ["model.norm=rms"], "mixed"),
+  ],
+)
+def test_generation_of_a_config(presets, overrides, expected):
+  assert config_lib.generation(load_config("atari100k_pong", presets, overrides)) == expected
+
+
+@pytest.mark.parametrize("first, second", [([], ["nature"]), (["nature"], [])])
+def test_run_json_records_the_generation_and_guards_it_without_a_config_yaml(tmp_path, first, second):
+  """run.json names the generation; resuming a run whose config.yaml is gone with the other generation
+  stops with the same one-line error as when config.yaml is there."""
+  import json
+
+  from dreamer_tf.errors import UserError
+  from dreamer_tf.training.run_dir import prepare_logdir
+
+  config = load_config("crafter_reward", first)
+  logdir = prepare_logdir(tmp_path / "run", config, "crafter_reward")
+  recorded = json.loads((logdir / "run.json").read_text())
+  assert recorded == {"env": "crafter_reward", "generation": "nature" if first else "2023"}
+  (logdir / "config.yaml").unlink()
+  with pytest.raises(UserError) as info:
+    prepare_logdir(logdir, load_config("crafter_reward", second), "crafter_reward")
+  assert str(info.value) == (
+    f"logdir {logdir} holds a run with a different model config; resume with the same "
+    "--configs/--override or use another --logdir"
+  )
+  assert json.loads((logdir / "run.json").read_text()) == recorded and not (logdir / "config.yaml").exists()
+  prepare_logdir(logdir, config, "crafter_reward")  # The same generation resumes.

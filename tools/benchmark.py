@@ -1,6 +1,12 @@
 """Benchmarks training throughput, acting speed, export latency, memory and env speed.
 
   python tools/benchmark.py --configs=s --env=atari100k_pong --json=bench.json
+  python tools/benchmark.py --configs=s --configs=m --configs=nature,size12m --no_export --env_steps=0
+
+With one ``--configs`` the benchmark runs in this process. Repeated, each ``--configs`` (presets of
+either generation: ``nature,sizeNm`` selects the current one) runs in its own child process, one
+after another, so that every row's peak memory and matmul figure are its own; a table compares
+them and ``--json`` holds ``{"runs": [...]}`` with every row's figures.
 
 Measures, after warm-up, the median over several updates of the batch
 ``batch_size x batch_length`` (16x64 by default) train step, replayed steps per second,
@@ -21,6 +27,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +47,10 @@ def update_flops(config, obs_shapes: dict, action_size: int, discrete: bool) -> 
   Counts matmuls and convolutions (elementwise ops are ignored). Backward passes count
   twice their forward pass. Imagination runs ``imag_horizon`` steps from every one of the
   ``B x T`` posterior states; with REINFORCE (discrete actions) no gradient flows through it.
+  The current generation (``model.core: blockgru``) is counted by :func:`nature_update_flops`.
   """
+  if config.model.core == "blockgru":
+    return nature_update_flops(config, obs_shapes, action_size, discrete)
   m = config.model
   batch = config.replay.batch_size * config.replay.batch_length
   flat = m.stoch * m.classes
@@ -102,6 +112,117 @@ def update_flops(config, obs_shapes: dict, action_size: int, discrete: bool) -> 
     "actor": actor_update,
     "critic": critic_update,
   }
+  parts["total"] = sum(parts.values())
+  return parts
+
+
+# The current generation's image CNNs (dreamerv3/rssm.py Encoder/Decoder, strided: False): channel
+# multipliers of the stages and the kernel size, as networks.PoolingImageEncoder/UpsamplingImageDecoder.
+NATURE_CNN_MULTS = (2, 3, 4, 4)
+NATURE_CNN_KERNEL = 5
+
+
+def _conv_flops(height: int, width: int, c_in: int, c_out: int, kernel: int) -> int:
+  """A stride-1 'same' convolution over a ``height x width`` map."""
+  return 2 * height * width * kernel * kernel * c_in * c_out
+
+
+def nature_module_flops(config, obs_shapes: dict, action_size: int, discrete: bool) -> dict:
+  """Forward FLOPs per row (per image for the CNNs) of each module of the current generation.
+
+  ``enc``/``dec``: encoder and decoder of one observation (pooling CNN: stride-1 convolutions at
+  each stage's input resolution, then 2x2 max-pooling; decoder: block spatial projection of
+  ``deter``, ``stoch`` through ``2 x units``, nearest upsampling and stride-1 convolutions);
+  ``core``: one BlockGRU step (three input layers to ``units``, ``dyn_layers`` block layers, the
+  block gates); ``prior``/``post``: the dynamics predictor and the posterior; ``reward``,
+  ``cont``, ``actor``, ``critic``: the heads on one feature vector. Only matmuls and convolutions
+  count (norms, activations and pooling are left out); ``embed`` is the encoder's output size.
+  """
+  import re
+
+  m = config.model
+  flat = m.stoch * m.classes
+  feat = m.deter + flat
+
+  def mlp(n_in, n_out, layers, units):
+    total, size = 0, n_in
+    for _ in range(layers):
+      total += dense_flops(size, units)
+      size = units
+    return total + dense_flops(size, n_out)
+
+  cnn_keys = [k for k, s in obs_shapes.items() if len(s) == 3 and re.match(m.cnn_keys, k)]
+  mlp_keys = [k for k, s in obs_shapes.items() if len(s) in (0, 1) and re.match(m.mlp_keys, k)]
+  enc = dec = embed = 0
+  if cnn_keys:
+    height, width = obs_shapes[cnn_keys[0]][:2]
+    channels = sum(obs_shapes[k][-1] for k in cnn_keys)
+    c_in = channels
+    for mult in NATURE_CNN_MULTS:
+      enc += _conv_flops(height, width, c_in, m.cnn_depth * mult, NATURE_CNN_KERNEL)
+      height, width, c_in = height // 2, width // 2, m.cnn_depth * mult
+    space = height * width * c_in
+    embed += space
+    dec += 2 * m.deter * space // m.bspace + dense_flops(flat, 2 * m.units) + dense_flops(2 * m.units, space)
+    for mult in reversed(NATURE_CNN_MULTS[:-1]):
+      height, width = 2 * height, 2 * width
+      dec += _conv_flops(height, width, c_in, m.cnn_depth * mult, NATURE_CNN_KERNEL)
+      c_in = m.cnn_depth * mult
+    dec += _conv_flops(2 * height, 2 * width, c_in, channels, NATURE_CNN_KERNEL)
+  if mlp_keys:
+    vector = sum(int(np.prod(obs_shapes[k])) if obs_shapes[k] else 1 for k in mlp_keys)
+    enc += mlp(vector, m.vector_units, m.vector_layers, m.vector_units) - dense_flops(m.vector_units, m.vector_units)
+    embed += m.vector_units
+    dec += mlp(feat, vector, m.vector_layers, m.vector_units)
+  hidden = m.units
+  core = dense_flops(m.deter, hidden) + dense_flops(flat, hidden) + dense_flops(action_size, hidden)
+  width = m.deter + m.blocks * 3 * hidden
+  for _ in range(m.dyn_layers):
+    core += 2 * width * m.deter // m.blocks
+    width = m.deter
+  core += 2 * width * 3 * m.deter // m.blocks
+  prior = mlp(m.deter, flat, m.prior_layers, hidden)
+  post = mlp(m.deter + embed, flat, m.post_layers, hidden)
+  head_layers = m.head_layers or m.layers
+  actor = mlp(feat, action_size, m.layers, m.units) + (0 if discrete else dense_flops(m.units, action_size))
+  return {
+    "enc": enc,
+    "dec": dec,
+    "embed": embed,
+    "core": core,
+    "prior": prior,
+    "post": post,
+    "reward": mlp(feat, m.bins, head_layers, m.units),
+    "cont": mlp(feat, 1, head_layers, m.units),
+    "actor": actor,
+    "critic": mlp(feat, m.bins, m.layers, m.units),
+  }
+
+
+def nature_update_flops(config, obs_shapes: dict, action_size: int, discrete: bool) -> dict:
+  """Analytic FLOPs of one train step of the current generation (``model.core: blockgru``), by part.
+
+  As :func:`update_flops`, for ``DreamerAgent._train_joint``: the world model filters every
+  ``B x T`` step (BlockGRU, posterior, prior) and decodes it; imagination (on no tape) runs
+  ``imag_horizon`` BlockGRU and prior steps and the actor from each of the ``B x T`` posterior
+  states, then the reward and continue heads on the ``H + 1`` states; the critic runs forward and
+  backward on the ``H + 1`` states and the slow critic forward on ``H``; the actor forward and
+  backward on ``H`` (REINFORCE); the replay value loss runs the critic forward and backward and the
+  slow critic forward on the ``B x T`` replayed states. Backward passes count twice their forward.
+  """
+  f = nature_module_flops(config, obs_shapes, action_size, discrete)
+  batch = config.replay.batch_size * config.replay.batch_length
+  horizon = config.model.imag_horizon
+  wm_fwd = batch * (f["enc"] + f["dec"] + f["core"] + f["post"] + f["prior"] + f["reward"] + f["cont"])
+  imagine = batch * horizon * (f["core"] + f["prior"] + f["actor"]) + batch * (horizon + 1) * (f["reward"] + f["cont"])
+  parts = {
+    "world_model": 3 * wm_fwd,
+    "imagination": imagine,
+    "actor": 3 * batch * horizon * f["actor"],
+    "critic": 3 * batch * (horizon + 1) * f["critic"] + batch * horizon * f["critic"],
+  }
+  if config.model.loss_scales.repval:
+    parts["replay_value"] = 4 * batch * f["critic"]
   parts["total"] = sum(parts.values())
   return parts
 
@@ -281,10 +402,40 @@ def print_table(result):
     print(f"  {name.ljust(width)}  {value}")
 
 
-def main(argv=None):
+def print_comparison(results):
+  """One row per ``--configs`` group: seconds per update, share of the matmul figure, peak memory."""
+  header = ("configs", "params", "s/update", "GFLOP/update", "GFLOP/s", "matmul GFLOP/s", "share", "peak RSS")
+  header += ("1st call",)
+  rows = [header]
+  for r in results:
+    share = r.get("train/fraction_of_matmul_peak")
+    rows.append(
+      (
+        r["configs"],
+        f"{sum(r['params'].values()) / 1e6:.1f}M",
+        f"{r['train/sec_per_update']:.2f}",
+        f"{r['train/gflop_per_update']:.0f}",
+        f"{r['train/gflops_achieved']:.0f}",
+        f"{r['matmul/gflops']:.0f}" if "matmul/gflops" in r else "-",
+        f"{100 * share:.0f}%" if share is not None else "-",
+        f"{r['memory/peak_rss_mb'] / 1024:.1f} GB",
+        f"{r['train/first_call_sec']:.0f} s",
+      )
+    )
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  for row in rows:
+    print("  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--env", default="atari100k_pong")
-  parser.add_argument("--configs", default="s", help="comma-separated presets")
+  parser.add_argument(
+    "--configs",
+    action="append",
+    default=None,
+    help="comma-separated presets (default s); repeat to compare several, each in its own process",
+  )
   parser.add_argument("--override", action="append", default=[], help="dotted.key=value (repeatable)")
   parser.add_argument("--precision", default=None, help="float32 | mixed_float16 | mixed_bfloat16")
   parser.add_argument("--jit_compile", action="store_true")
@@ -296,12 +447,63 @@ def main(argv=None):
   parser.add_argument("--no_matmul", action="store_true")
   parser.add_argument("--json", default=None, help="write the results to this file")
   args = parser.parse_args(argv)
+  args.configs = args.configs or ["s"]
+  if args.updates < 1:
+    parser.error(f"--updates must be at least 1, got {args.updates}")
+  for group in args.configs:
+    if not [p for p in group.split(",") if p.strip()]:
+      parser.error(f"--configs={group!r} names no preset")
+  return args
+
+
+def child_command(args: argparse.Namespace, configs: str, json_path: str) -> list:
+  """The command line that benchmarks one ``--configs`` group in a child process."""
+  cmd = [sys.executable, os.path.abspath(__file__), f"--env={args.env}", f"--configs={configs}"]
+  cmd += [f"--override={o}" for o in args.override]
+  if args.precision:
+    cmd.append(f"--precision={args.precision}")
+  if args.jit_compile:
+    cmd.append("--jit_compile")
+  cmd += [f"--updates={args.updates}", f"--policy_batch={args.policy_batch}", f"--policy_iters={args.policy_iters}"]
+  cmd += [f"--env_steps={args.env_steps}", f"--json={json_path}"]
+  cmd += ["--no_export"] * args.no_export + ["--no_matmul"] * args.no_matmul
+  return cmd
+
+
+def run_groups(args: argparse.Namespace) -> list:
+  """Benchmarks every ``--configs`` group in its own child process, one after another."""
+  results = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for index, configs in enumerate(args.configs):
+      path = os.path.join(tmp, f"{index}.json")
+      print(f"--configs={configs}", flush=True)
+      proc = subprocess.run(child_command(args, configs, path), capture_output=True, text=True)
+      if proc.returncode != 0:
+        sys.exit(f"benchmark: --configs={configs} failed:\n{proc.stderr[-3000:]}")
+      print(proc.stdout, end="", flush=True)
+      with open(path) as f:
+        results.append(json.load(f))
+  return results
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  command = "python tools/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+  if len(args.configs) > 1:
+    results = run_groups(args)
+    print()
+    print_comparison(results)
+    report = {"command": command, "runs": results}
+    if args.json:
+      with open(args.json, "w") as f:
+        json.dump(report, f, indent=2)
+    return report
   overrides = list(args.override)
   if args.precision:
     overrides.append(f"run.precision={args.precision}")
   if args.jit_compile:
     overrides.append("run.jit_compile=true")
-  presets = [p for p in args.configs.split(",") if p]
+  presets = [p.strip() for p in args.configs[0].split(",") if p.strip()]
   result = benchmark(
     args.env,
     presets,
@@ -313,7 +515,7 @@ def main(argv=None):
     args.env_steps,
     not args.no_matmul,
   )
-  result["command"] = "python tools/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+  result["command"] = command
   print_table(result)
   if args.json:
     with open(args.json, "w") as f:

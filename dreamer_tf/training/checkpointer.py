@@ -39,6 +39,10 @@ MARKER = "COMPLETE"
 TF_PREFIX = "model"
 _CKPT_RE = re.compile(r"^ckpt-(\d+)$")
 _TMP_RE = re.compile(r"^tmp-(\d+)-(\d+)")
+# TensorFlow's error for a saved value of another shape than its variable.
+_SHAPE_RE = re.compile(
+  r"tensor with shape (\(.*?\)) when attempting to restore variable with shape (\(.*?\)) and name (\S+?)\.?$"
+)
 _MANIFEST_VERSION = 1
 
 PayloadFns = Union[Iterable[Callable[[str], Any]], Mapping[str, Callable[[str], Any]], None]
@@ -327,16 +331,16 @@ class Checkpointer:
 
   def _load(self, path: pathlib.Path, extra_restore_fns: PayloadFns) -> None:
     if self._checkpoint is not None:
-      status = self._checkpoint.read(str(path / TF_PREFIX))
+      try:
+        status = self._checkpoint.read(str(path / TF_PREFIX))
+      except ValueError as e:  # A saved value of another shape than its variable (another model size or layer).
+        _expect_partial(e)
+        raise _mismatch(path, _shape_reason(e)) from None
       try:
         status.assert_existing_objects_matched()
       except AssertionError:
         status.expect_partial()  # The error below says it all; silence TensorFlow's warnings.
-        raise UserError(
-          f"Checkpoint {path} does not match the model (some model variables have no saved "
-          "value): it was written with a different configuration; use a new logdir or the same "
-          "configuration"
-        ) from None
+        raise _mismatch(path, "some model variables have no saved value") from None
       status.expect_partial()
     for name, fn in _payload_items(extra_restore_fns):
       target = path if name is None else path / name
@@ -356,6 +360,37 @@ class Checkpointer:
       shutil.rmtree(doomed)
     os.rename(path, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _mismatch(path: pathlib.Path, reason: str) -> UserError:
+  return UserError(
+    f"Checkpoint {path} does not match the model ({reason}): it was written with a different "
+    "configuration; use a new logdir or the same configuration"
+  )
+
+
+def _expect_partial(error: BaseException) -> None:
+  """Silences the warnings of a restore that ``error`` interrupted (one per unrestored value, logged later).
+
+  ``tf.train.Checkpoint.read`` raises before it returns the status whose ``expect_partial()`` would
+  silence them; the restore's coordinator is a local of TensorFlow's frames in the traceback.
+  """
+  tb = error.__traceback__
+  while tb is not None:
+    for value in tb.tb_frame.f_locals.values():
+      if type(value).__name__ == "_CheckpointRestoreCoordinator":
+        value.expect_partial = True
+    tb = tb.tb_next
+
+
+def _shape_reason(error: ValueError) -> str:
+  """TensorFlow's ``Received incompatible tensor with shape ...`` error as a short reason."""
+  text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  match = _SHAPE_RE.search(text)
+  if not match:
+    return text[:200]
+  saved, wanted, name = match.groups()
+  return f"the saved value of {name} has shape {saved}, the model's variable {wanted}"
 
 
 def _disk_full(error: BaseException) -> bool:

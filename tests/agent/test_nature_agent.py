@@ -232,36 +232,6 @@ def test_nature_agent_checkpoint_restores_weights_and_optimizer(tmp_path):
     np.testing.assert_array_equal(x.numpy(), y.numpy())
 
 
-def test_nature_policy_exports_and_the_saved_model_acts_like_the_agent(tmp_path):
-  """The current generation through dreamer_tf.export: the loaded SavedModel's greedy actions and
-  states equal the in-process DreamerPolicy.step's with the same seeds (atari100k_pong with
-  --configs=nature,debug: 64x64x3 images), as tests/export does for the 2023 generation."""
-  from dreamer_tf import export
-  from dreamer_tf.envs import env_tensor_specs
-
-  env_name = "atari100k_pong"
-  config = load_config(env_name, ["nature", "debug"])
-  agent = DreamerAgent(*env_tensor_specs(env_name, config), config)
-  version = export.export_policy(agent, config, env_name, tmp_path / "pong")
-  loaded = tf.saved_model.load(str(version))
-  action_fn = loaded.signatures["action"]
-  state = loaded.signatures["get_initial_state"](batch_size=tf.constant(2))
-  policy_state = tf.nest.map_structure(tf.zeros_like, agent.policy.get_initial_state(2))
-  rng = np.random.default_rng(0)
-  for t in range(4):
-    image = rng.integers(0, 256, [2, 64, 64, 3], dtype=np.uint8)
-    first = np.array([t == 0, t == 0])
-    seed = tf.constant(t, tf.int64)
-    out = action_fn(image=image, is_first=first, greedy=tf.constant(True), seed=seed, **state)
-    state = {k: out[k] for k in export.STATE_KEYS}
-    action, policy_state = agent.policy.step(
-      {"image": tf.constant(image)}, tf.constant(first), policy_state, export.seed_pair(seed), True
-    )
-    np.testing.assert_array_equal(out["action"].numpy(), action.numpy())
-    for key in export.STATE_KEYS:
-      np.testing.assert_allclose(out[key].numpy(), policy_state[key].numpy(), atol=1e-5, err_msg=key)
-
-
 # The world model's losses of dreamerv3/agent.py:Agent.loss (e3f0224, jax 0.4.33, float32), composed from
 # the author's rssm.Encoder, rssm.RSSM.loss, rssm.Decoder and heads.MLPHead (reward symexp_twohot 255
 # bins, continue binary with the contdisc target) for 64x64x3 images, deter 64, hidden = units 16,

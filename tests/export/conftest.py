@@ -1,36 +1,60 @@
-"""Session fixtures of the export tests: a trained-looking logdir, its agent and an export."""
+"""Session fixtures of the export tests: a trained-looking logdir, its agent and an export, of each generation.
 
-import json
+The fixtures are parametrized by ``generation`` (``2023``: ``--configs=debug``; ``nature``: the current
+generation, ``--configs=nature,debug``), so every test that uses them runs for both. A test that
+does not depend on the generation pins it with
+``@pytest.mark.parametrize("generation", ["2023"], indirect=True)``.
+"""
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import ENV, TRAIN_STEP, build_agent, debug_config
+from export_helpers import ENV, GENERATIONS, TRAIN_STEP, build_agent, debug_config
 
 from dreamer_tf import export
-from dreamer_tf.config import save_config
 from dreamer_tf.training.checkpointer import Checkpointer
+from dreamer_tf.training.run_dir import prepare_logdir
 
 
-@pytest.fixture(scope="session")
-def logdir(tmp_path_factory):
+def _make_logdir(path, generation):
   """A training run's logdir as the trainer writes it: config.yaml, run.json and a checkpoint.
 
   The agent's variables are perturbed so that a restore from the checkpoint is distinguishable
   from a freshly initialised agent.
   """
   tf.keras.utils.set_random_seed(1)
-  path = tmp_path_factory.mktemp("logdir")
-  config = debug_config()
+  config = debug_config(generation)
+  prepare_logdir(path, config, ENV)
   agent = build_agent(config)
   rng = np.random.default_rng(0)
   for variable in agent.world_model.variables + agent.actor_critic.actor.variables:
     variable.assign(variable + rng.normal(0, 0.05, variable.shape).astype(np.float32))
   agent.train_step_counter.assign(TRAIN_STEP)
-  save_config(config, path)
-  (path / "run.json").write_text(json.dumps({"env": ENV}))
   Checkpointer(path / "checkpoints", keep=2, agent=agent).save(1000)
   return path
+
+
+@pytest.fixture(scope="session")
+def logdirs(tmp_path_factory):
+  """``logdirs(generation)``: that generation's logdir, made once in the session."""
+  made = {}
+
+  def get(generation):
+    if generation not in made:
+      made[generation] = _make_logdir(tmp_path_factory.mktemp(f"logdir_{generation}"), generation)
+    return made[generation]
+
+  return get
+
+
+@pytest.fixture(scope="session", params=list(GENERATIONS))
+def generation(request):
+  return request.param
+
+
+@pytest.fixture(scope="session")
+def logdir(logdirs, generation):
+  return logdirs(generation)
 
 
 @pytest.fixture(scope="session")

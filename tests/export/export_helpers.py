@@ -15,6 +15,9 @@ from dreamer_tf.envs import env_tensor_specs
 
 ENV = "atari100k_pong"
 TRAIN_STEP = 123
+# The presets of each generation's tiny agent: both have 64x64x3 images (the 2023 and the current
+# atari100k block), deter 32, 4 x 4 latents and Pong's 6 actions, so the signatures' shapes agree.
+GENERATIONS = {"2023": ["debug"], "nature": ["nature", "debug"]}
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SAVED_MODEL_CLI = str(pathlib.Path(sys.executable).parent / "saved_model_cli")
 
@@ -46,8 +49,8 @@ def run_tf_only(script: str, *args, cwd) -> subprocess.CompletedProcess:
   return result
 
 
-def debug_config():
-  return load_config(ENV, ["debug"])
+def debug_config(generation="2023"):
+  return load_config(ENV, GENERATIONS[generation])
 
 
 def build_agent(config, seed=0):

@@ -1,4 +1,8 @@
-"""Tests for dreamer_tf/export.py: layout, signatures, TF-only loading, equivalence, validation."""
+"""Tests for dreamer_tf/export.py: layout, signatures, TF-only loading, equivalence, validation.
+
+The tests that use the session fixtures run for both generations (conftest.py); those that do not
+depend on the generation run for the 2023 one only (``ONLY_2023``).
+"""
 
 import json
 import os
@@ -12,10 +16,13 @@ import tensorflow as tf
 from export_helpers import ENV, REPO, SAVED_MODEL_CLI, TRAIN_STEP, build_agent, debug_config, run_tf_only
 
 from dreamer_tf import export
+from dreamer_tf.config import generation as config_generation
+from dreamer_tf.config import load_saved_config
 from dreamer_tf.envs import make_env
 from dreamer_tf.errors import UserError
 
 STEPS = 100
+ONLY_2023 = pytest.mark.parametrize("generation", ["2023"], indirect=True)
 
 
 def _cli(*args, cwd=REPO):
@@ -29,6 +36,7 @@ def _metadata(version_dir):
   return json.loads((version_dir / export.METADATA_FILE).read_text())
 
 
+@ONLY_2023
 def test_cli_exports_new_versions_from_a_logdir(logdir, tmp_path):
   output = tmp_path / "saved_models" / "pong"
   (output / "notes").mkdir(parents=True)  # Not a version: ignored.
@@ -41,7 +49,7 @@ def test_cli_exports_new_versions_from_a_logdir(logdir, tmp_path):
   assert export.list_versions(output) == [2, 3]
   assert sorted(p.name for p in output.iterdir()) == ["2", "3", "notes"]  # No temporary leftovers.
   meta = _metadata(output / "3")
-  assert meta["env_name"] == ENV and meta["train_step"] == TRAIN_STEP
+  assert meta["env_name"] == ENV and meta["train_step"] == TRAIN_STEP and meta["generation"] == "2023"
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -58,14 +66,39 @@ def test_cli_errors_are_one_line(tmp_path):
     export.restore_agent(tmp_path, env=ENV)
 
 
-def test_restore_reads_the_checkpoint(restored):
+def test_the_run_records_its_generation(logdir, generation):
+  """run.json names the generation beside the environment; config.yaml holds the switches it follows from."""
+  assert json.loads((logdir / "run.json").read_text()) == {"env": ENV, "generation": generation}
+  config = load_saved_config(logdir / "config.yaml")
+  assert config_generation(config) == generation
+  layers = {"2023": ("gru", "layer", "strided"), "nature": ("blockgru", "rms", "pooling")}[generation]
+  assert (config.model.core, config.model.norm, config.model.cnn) == layers
+
+
+@pytest.mark.parametrize("target, source", [("nature", "2023"), ("2023", "nature")])
+def test_restoring_a_checkpoint_of_the_other_generation_is_one_line(logdirs, target, source, tmp_path, capsys):
+  """``--checkpoint`` of a run of the other generation stops with the checkpointer's one-line error."""
+  checkpoint = logdirs(source) / "checkpoints" / "ckpt-000000001000"
+  output = tmp_path / "out"
+  assert export.main([f"--logdir={logdirs(target)}", f"--checkpoint={checkpoint}", f"--output={output}"]) == 2
+  err = capsys.readouterr().err
+  assert "Traceback" not in err
+  line = err.strip().splitlines()[-1]
+  assert line.startswith(f"error: Checkpoint {checkpoint} does not match the model (")
+  assert line.endswith("): it was written with a different configuration; use a new logdir or the same configuration")
+  assert not output.exists()
+
+
+def test_restore_reads_the_checkpoint(restored, generation):
   agent, config, env_name, checkpoint = restored
   assert env_name == ENV and checkpoint.name == "ckpt-000000001000"
+  assert config_generation(config) == generation
   assert int(agent.train_step_counter.numpy()) == TRAIN_STEP
   fresh = build_agent(config)  # Same seed, but without the checkpoint's perturbation.
   assert not np.allclose(fresh.world_model.rssm.variables[0].numpy(), agent.world_model.rssm.variables[0].numpy())
 
 
+@ONLY_2023
 def test_versions_increase_atomically_and_old_ones_are_pruned(restored, tmp_path):
   agent, config, env_name, _ = restored
   base = tmp_path / "m"
@@ -159,13 +192,13 @@ for name in ("tensorflow_probability", "tf_agents", "dreamer_tf"):
   else:
     raise SystemExit(f"{name} is importable")
 import tensorflow as tf
-model_dir, data_file, out_file = sys.argv[1:4]
+model_dir, data_file, out_file, generation = sys.argv[1:5]
 data = np.load(data_file)
 keys = ("action", "deter", "stoch", "prev_action")
 
 loaded = tf.saved_model.load(model_dir)
 meta = json.loads(loaded.signatures["get_metadata"](request=tf.constant(0))["metadata"].numpy())
-assert meta["env_name"] == "atari100k_pong" and meta["train_step"] == 123, meta
+assert meta["env_name"] == "atari100k_pong" and meta["train_step"] == 123 and meta["generation"] == generation, meta
 action = loaded.signatures["action"]
 state = loaded.signatures["get_initial_state"](batch_size=tf.constant(1))
 tf2 = {k: [] for k in keys}
@@ -205,11 +238,12 @@ def rollout(restored):
   return _in_process_rollout(agent, config, STEPS)
 
 
-def test_tensorflow_only_process_matches_in_process_policy(rollout, version_dir, tmp_path):
+def test_tensorflow_only_process_matches_in_process_policy(rollout, version_dir, generation, tmp_path):
   record = rollout
   assert record["is_first"][0] and len(set(record["action"].tolist())) >= 1
   np.savez(tmp_path / "data.npz", **record)
-  result = run_tf_only(FRESH_SCRIPT, version_dir, tmp_path / "data.npz", tmp_path / "out.npz", cwd=tmp_path)
+  args = (version_dir, tmp_path / "data.npz", tmp_path / "out.npz", generation)
+  result = run_tf_only(FRESH_SCRIPT, *args, cwd=tmp_path)
   assert result.stdout.strip().endswith("ok")
   out = np.load(tmp_path / "out.npz")
   for loader in ("tf2", "tf1"):
@@ -266,11 +300,12 @@ def test_sampling_mode_and_random_seed(version_dir):
   assert not np.array_equal(call(True, -1)[1], call(True, -1)[1])  # The latent sample too.
 
 
-def test_metadata(version_dir, restored):
+def test_metadata(version_dir, restored, generation):
   _, config, _, _ = restored
   loaded = tf.saved_model.load(str(version_dir))
   out = {k: v.numpy() for k, v in loaded.signatures["get_metadata"](request=tf.constant(0)).items()}
   assert out["env_name"].decode() == ENV and out["train_step"] == TRAIN_STEP
+  assert json.loads(out["metadata"])["generation"] == generation
   assert out["config"].decode() == config.to_yaml()
   assert json.loads(out["observation_spec"]) == {"image": {"dtype": "uint8", "shape": [64, 64, 3]}}
   action_spec = json.loads(out["action_spec"])
@@ -365,6 +400,7 @@ def test_wrong_inputs_rejected_by_the_loaded_signature(version_dir):
     tf.saved_model.load(str(version_dir)).signatures["get_initial_state"](batch_size=tf.constant(-1))
 
 
+@ONLY_2023
 def test_observation_keys_that_clash_are_refused(restored):
   agent, config, _, _ = restored
   spec = dict(agent.time_step_spec.observation, deter=tf.TensorSpec([3], tf.float32))

@@ -11,6 +11,9 @@ from standin_server import StandInModelServer
 
 from dreamer_tf.envs import make_env
 
+# The stand-in's error path and the gRPC request loop do not depend on the generation (conftest.py).
+ONLY_2023 = pytest.mark.parametrize("generation", ["2023"], indirect=True)
+
 _spec = importlib.util.spec_from_file_location("dreamer_tools_serve_client", REPO / "tools" / "serve_client.py")
 serve_client = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(serve_client)
@@ -77,11 +80,12 @@ def test_client_checks_name_the_bad_input(change, message):
   assert message in str(info.value)
 
 
-def test_client_drives_an_environment_through_the_rest_protocol(model_base, version_dir, restored):
+def test_client_drives_an_environment_through_the_rest_protocol(model_base, version_dir, restored, generation):
   _, config, _, _ = restored
   with StandInModelServer("pong", model_base) as server:
     client = serve_client.RestPolicyClient(server.url, "pong")
     assert client.spec.env_name == ENV and client.spec.metadata["train_step"] == TRAIN_STEP
+    assert client.spec.metadata["generation"] == generation
     assert client.spec.metadata["config"] == config.to_yaml()
     session = serve_client.PolicySession(client, batch_size=1, greedy=True, seed=7)
     env = make_env(ENV, config, seed=1)
@@ -109,6 +113,7 @@ def test_client_drives_an_environment_through_the_rest_protocol(model_base, vers
   assert isinstance(session.state["deter"], np.ndarray) and session.state["deter"].shape == (1, 32)
 
 
+@ONLY_2023
 def test_server_errors_name_the_input_and_defaults_fill_optional_inputs(model_base):
   with StandInModelServer("pong", model_base) as server:
     client = serve_client.RestPolicyClient(server.url, "pong")
@@ -128,6 +133,7 @@ def test_server_errors_name_the_input_and_defaults_fill_optional_inputs(model_ba
     serve_client.RestPolicyClient(server.url, "pong", timeout=2).initial_state(1)
 
 
+@ONLY_2023
 def test_grpc_predict_request_as_in_the_docs(model_base, version_dir):
   """docs/serving.md's gRPC loop, with the stand-in's Predict in place of a PredictionServiceStub."""
   from tensorflow_serving.apis import predict_pb2

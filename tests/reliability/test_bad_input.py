@@ -15,8 +15,9 @@ import textwrap
 import pytest
 from reliability_helpers import REPO, assert_one_line_error, error_line, main_env, run_main, tree_digest
 
-from dreamer_tf.config import load_config, save_config
+from dreamer_tf.config import load_config
 from dreamer_tf.training.checkpointer import Checkpointer
+from dreamer_tf.training.run_dir import prepare_logdir
 
 COMMON = ["--configs=debug", "--override=env.atari.length=400"]
 QUICK = [*COMMON, "--steps=1"]  # Should a check be missing, the run ends at once instead of training.
@@ -87,10 +88,7 @@ def test_batch_not_divisible_by_replicas(tmp_path):
 
 def make_run_logdir(logdir: pathlib.Path, env_name="atari_pong", presets=("debug",), overrides=()):
   """A logdir as the trainer leaves it (config.yaml and run.json), without training."""
-  logdir.mkdir(parents=True)
-  save_config(load_config(env_name, list(presets), list(overrides)), logdir)
-  (logdir / "run.json").write_text(json.dumps({"env": env_name}))
-  return logdir
+  return prepare_logdir(logdir, load_config(env_name, list(presets), list(overrides)), env_name)
 
 
 @pytest.mark.parametrize(
@@ -109,6 +107,22 @@ def test_logdir_of_another_config_is_refused_untouched(tmp_path, args, section):
   assert_one_line_error(
     result,
     f"logdir {logdir} holds a run with a different {section} config; resume with the same "
+    "--configs/--override or use another --logdir",
+  )
+  check_untouched(tmp_path, before)
+
+
+@pytest.mark.parametrize("first, second", [("debug", "nature,debug"), ("nature,debug", "debug")])
+def test_logdir_of_the_other_generation_is_refused_untouched(tmp_path, first, second):
+  """A run records its generation (run.json, and the switches in config.yaml): resuming it with the
+  other generation's --configs stops with the existing one-line error, before anything is written."""
+  logdir = make_run_logdir(tmp_path / "run", presets=first.split(","))
+  assert json.loads((logdir / "run.json").read_text())["generation"] == ("nature" if "nature" in first else "2023")
+  before = tree_digest(tmp_path)
+  result = run_main("--env=atari_pong", f"--configs={second}", "--steps=1", f"--logdir={logdir}")
+  assert_one_line_error(
+    result,
+    f"logdir {logdir} holds a run with a different model config; resume with the same "
     "--configs/--override or use another --logdir",
   )
   check_untouched(tmp_path, before)

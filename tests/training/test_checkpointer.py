@@ -1,5 +1,6 @@
 """Tests for dreamer_tf.training.checkpointer."""
 
+import gc
 import json
 import logging
 import os
@@ -140,6 +141,38 @@ def test_mismatched_model_raises_user_error(tmp_path):
   other = Checkpointer(tmp_path, other=tf.Variable(1.0))
   with pytest.raises(UserError, match="does not match the model"):
     other.restore()
+
+
+class _Records(logging.Handler):
+  def __init__(self):
+    super().__init__()
+    self.messages = []
+
+  def emit(self, record):
+    self.messages.append(record.getMessage())
+
+
+def test_a_saved_value_of_another_shape_raises_the_same_user_error_and_nothing_else(tmp_path):
+  """A variable of the same name but another shape (another model size or generation) is refused in one
+  line, without TensorFlow's later warnings about the values the interrupted restore left unused."""
+  weights, _ = _variables()
+  path = Checkpointer(tmp_path, weights=weights, extra=tf.Variable(np.ones(3, np.float32))).save(1)
+  wider = tf.Variable(np.zeros(6, np.float32), name="wider")
+  records = _Records()
+  logging.getLogger("tensorflow").addHandler(records)
+  try:
+    for restore in (lambda c: c.restore(), lambda c: c.restore(path)):
+      with pytest.raises(UserError) as info:
+        restore(Checkpointer(tmp_path, weights=wider))
+      assert str(info.value) == (
+        f"Checkpoint {path} does not match the model (the saved value of wider:0 has shape (4,), the model's "
+        "variable (6,)): it was written with a different configuration; use a new logdir or the same configuration"
+      )
+      gc.collect()  # TensorFlow logs the unused values when the restore's coordinator is deleted.
+  finally:
+    logging.getLogger("tensorflow").removeHandler(records)
+  assert records.messages == []
+  np.testing.assert_array_equal(wider.numpy(), np.zeros(6, np.float32))
 
 
 def test_save_under_distribution_strategy_scope(tmp_path):
