@@ -197,6 +197,16 @@ def test_check_update_modes_that_do_not_go_together_are_refused(capsys):
   assert "--shared_inits goes with --sampled" in capsys.readouterr().err
   args = parity.parse_args([*base, "--sampled", "--shared_inits", "--batches=5"])
   assert args.sampled and args.shared_inits and args.batches == 5
+  for extra, message in (
+    (["--mix_init=gru"], "--mix_init goes with --sampled"),
+    (["--mix_init=gru", "--sampled", "--shared_inits"], "--mix_init goes with --sampled"),
+    (["--shuffle_init", "--sampled"], "--shuffle_init goes with"),
+  ):
+    with pytest.raises(SystemExit):
+      parity.parse_args([*base, *extra])
+    assert message in capsys.readouterr().err
+  args = parity.parse_args([*base, "--sampled", "--mix_init=gru,post", "--shuffle_init"])
+  assert args.mix_init == ["gru", "post"] and args.shuffle_init
 
 
 def test_welch_t_of_seed_means():
@@ -369,6 +379,30 @@ def test_every_world_model_variable_has_its_reference_name():
   assert sorted(name for _, name in behavior) == sorted("agent/task_behavior/" + n for n in _REFERENCE_BEHAVIOR)
   trained = ac.actor.trainable_variables + ac.critic.trainable_variables
   assert {v.ref() for v in trained} <= {v.ref() for v, _ in behavior}
+
+
+def test_mix_init_groups_name_the_reference_tensors_they_keep():
+  """``--mix_init=GROUP``: dreamer_tf keeps its own draws for exactly these tensors, the reference's for the rest."""
+  names = [name for _, name in parity_update.reference_names(_tiny_agent().world_model)]
+  gru = parity_update.init_group_names(["gru"], names)
+  assert gru == {"agent/wm/rssm/gru/kernel", "agent/wm/rssm/gru/norm/scale", "agent/wm/rssm/gru/norm/bias"}
+  post = parity_update.init_group_names(["post"], names)
+  assert post == {n for n in names if "/rssm/obs_out/" in n or "/rssm/obs_stats/" in n} and len(post) == 5
+  assert parity_update.init_group_names(["all"], names) == set(names)
+  assert parity_update.init_group_names(["initial"], names) == {"agent/wm/rssm/initial"}
+  groups = ("enc", "initial", "img_in", "gru", "img_out", "img_stats", "obs_out", "obs_stats", "dec", "rew", "cont")
+  parts = [parity_update.init_group_names([g], names) for g in groups]
+  assert sum(map(len, parts)) == len(names) and set().union(*parts) == set(names)  # The groups split the model.
+  with pytest.raises(SystemExit, match="unknown --mix_init group"):
+    parity_update.init_group_names(["grus"], names)
+
+
+def test_shuffled_keeps_the_values_and_drops_their_order():
+  value = np.arange(24, dtype=np.float32).reshape(4, 6)
+  out = parity_update.shuffled(value, np.random.default_rng(0))
+  assert out.shape == value.shape and out.dtype == value.dtype
+  np.testing.assert_array_equal(np.sort(out.ravel()), value.ravel())
+  assert not np.array_equal(out, value)
 
 
 def test_the_fixed_batch_follows_the_replay_step_format():
