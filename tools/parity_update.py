@@ -499,9 +499,10 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
       params, runs = reference_updates(args, reference_python, env, seed, actions, [seed])
       sides["reference"].append(_rows(runs[str(seed)]))
       # --mix_init: dreamer_tf keeps its own draws for seed s in those groups (with --shuffle_init shuffled).
-      keep = init_group_names(args.mix_init, list(params)) if args.mix_init else ()
+      weights = [name for name in params if "_opt/" not in name]  # Not the optimizers' step counters.
+      keep = init_group_names(args.mix_init, weights) if args.mix_init else ()
       if args.mix_init:
-        print(f"seed {seed}: dreamer_tf's own draws for {len(keep)} tensors: {', '.join(sorted(keep))}", flush=True)
+        print(f"seed {seed}: dreamer_tf's own draws for {len(keep)} of {len(weights)} tensors", flush=True)
       own = dict(init_seed=seed, keep_own=keep, shuffle=args.shuffle_init)
       sides["dreamer_tf"].append(run_ours(args, batch, actions, params, sample_seed=seed, **own))
   else:  # --sampled from the same parameters: the reference runs every sample seed in one process.
@@ -536,6 +537,27 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
     print(f"{name:16s} {text}")
   print(f"seed means dreamer_tf/reference over {len(seeds)} seeds each ({mode}); wrote {path}")
   return 0
+
+
+def merge_results(paths: Sequence[pathlib.Path]) -> dict:
+  """The seed-mean table (Welch's t per quarter of the updates) of several ``--sampled`` results pooled.
+
+  ``paths``: summary JSONs written by :func:`compare_seeds` with the same settings and updates (e.g.
+  ``--init_seeds`` 1-10 and 11-20 run apart), their runs read from the gzipped files beside them.
+  """
+  sides, seeds, updates = {k: [] for k in SIDE_NAMES}, [], None
+  for path in map(pathlib.Path, paths):
+    summary = json.loads(path.read_text())
+    if updates not in (None, summary["updates"]):
+      raise SystemExit(f"error: {path} has {summary['updates']} updates, the others {updates}")
+    updates = summary["updates"]
+    runs = json.loads(gzip.decompress((path.parent / summary["runs_file"]).read_bytes()))
+    for k in SIDE_NAMES:
+      sides[k] += runs[k]
+    seeds += summary["seeds"]
+  edges = np.linspace(0, updates, 5).astype(int)
+  columns = [(f"{a}-{b}", a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+  return dict(seeds=seeds, updates=updates, at_updates=welch_table(sides, columns))
 
 
 if __name__ == "__main__":

@@ -611,6 +611,25 @@ def test_check_results_are_compact_with_the_runs_gzipped_beside_them(tmp_path):
   assert json.loads(gzip.decompress((tmp_path / summary["runs_file"]).read_bytes())) == runs
 
 
+def test_seed_runs_written_apart_are_pooled_into_one_table(tmp_path):
+  """``merge_results``: two ``--sampled`` results of 2 seeds each give the table of the 4 seeds."""
+
+  def runs(values):
+    return [[{"post_ent": v + i / 100} for i in range(8)] for v in values]
+
+  paths = []
+  for name, ours, reference in (("a", (1.0, 2.0), (1.0, 1.5)), ("b", (3.0, 4.0), (2.0, 2.5))):
+    result = dict(seeds=[name], updates=8, runs={"dreamer_tf": runs(ours), "reference": runs(reference)})
+    (tmp_path / name).mkdir()
+    paths.append(parity_update.write_result(tmp_path / name / "sampled.json", result))
+  merged = parity_update.merge_results(paths)
+  assert merged["seeds"] == ["a", "b"] and list(merged["at_updates"]["post_ent"]) == ["0-2", "2-4", "4-6", "6-8"]
+  cell = merged["at_updates"]["post_ent"]["0-2"]
+  a, b = np.array([1.0, 2.0, 3.0, 4.0]) + 0.005, np.array([1.0, 1.5, 2.0, 2.5]) + 0.005
+  assert cell["dreamer_tf"] == pytest.approx(a.mean()) and cell["reference"] == pytest.approx(b.mean())
+  assert cell["welch_t"] == pytest.approx(parity_update.welch_t(a, b))
+
+
 # --- The same with the replay context (check-update --generation=current --context=1) -----------------
 
 
