@@ -1134,6 +1134,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     help="with --sampled: both sides start from the reference's initialisation for each of --sample_seeds",
   )
   check.add_argument(
+    "--mix_init",
+    type=lambda text: [g for g in text.split(",") if g],
+    default=[],
+    help="with --sampled: as --shared_inits, but these groups (enc, gru, img_out, ..., "
+    "tools/parity_update.py INIT_GROUPS) keep dreamer_tf's own draws for the seed",
+  )
+  check.add_argument(
+    "--shuffle_init",
+    action="store_true",
+    help="with --own_init or --mix_init: dreamer_tf's own draws shuffled within each tensor",
+  )
+  check.add_argument(
+    "--reference_cache",
+    type=pathlib.Path,
+    default=None,
+    help="a folder: the reference's runs are stored there and reused by checks with the same settings",
+  )
+  check.add_argument(
     "--batches",
     type=int,
     default=1,
@@ -1206,6 +1224,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.reference_venv = DEFAULT_VENV
   if check and args.shared_inits and (args.own_init or not args.sampled):
     parser.error("--shared_inits goes with --sampled and without --own_init")
+  if check and args.mix_init and (args.own_init or args.shared_inits or not args.sampled):
+    parser.error("--mix_init goes with --sampled and without --own_init and --shared_inits")
+  if check and args.shuffle_init and not (args.own_init or args.mix_init):
+    parser.error("--shuffle_init goes with --own_init or --mix_init")
   if check and not args.task.startswith("gym_"):
     parser.error(f"--task={args.task}: check-update takes a gymnasium task, gym_<id> (e.g. gym_CartPole-v1)")
   sizes = ("updates", "deter", "units", "layers", "stoch", "classes", "mlp_layers", "mlp_units")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import importlib
 import json
 import pathlib
@@ -190,6 +191,44 @@ def reference_names_behavior(actor_critic) -> list:
   return [(variable, "agent/task_behavior/" + name) for variable, name in pairs]
 
 
+# ``--mix_init`` groups: reference names (after ``agent/wm/``) by prefix; a composite is a union of groups.
+INIT_GROUPS = {
+  "enc": ("enc/",),
+  "initial": ("rssm/initial",),
+  "img_in": ("rssm/img_in/",),
+  "gru": ("rssm/gru/",),
+  "img_out": ("rssm/img_out/",),
+  "img_stats": ("rssm/img_stats/",),
+  "obs_out": ("rssm/obs_out/",),
+  "obs_stats": ("rssm/obs_stats/",),
+  "dec": ("dec/",),
+  "rew": ("rew/",),
+  "cont": ("cont/",),
+}
+INIT_GROUPS.update(
+  seq=INIT_GROUPS["img_in"] + INIT_GROUPS["gru"],
+  prior=INIT_GROUPS["img_out"] + INIT_GROUPS["img_stats"],
+  post=INIT_GROUPS["obs_out"] + INIT_GROUPS["obs_stats"],
+  rssm=("rssm/",),
+  heads=INIT_GROUPS["dec"] + INIT_GROUPS["rew"] + INIT_GROUPS["cont"],
+  all=("",),
+)
+
+
+def init_group_names(groups: Sequence[str], names: Sequence[str]) -> set[str]:
+  """The reference names (``agent/wm/...``) of ``names`` in any of ``groups`` (keys of :data:`INIT_GROUPS`)."""
+  unknown = [g for g in groups if g not in INIT_GROUPS]
+  if unknown:
+    raise SystemExit(f"error: unknown --mix_init group(s) {unknown}; known: {', '.join(INIT_GROUPS)}")
+  prefixes = tuple("agent/wm/" + p for g in groups for p in INIT_GROUPS[g])
+  return {n for n in names if n.startswith(prefixes)}
+
+
+def shuffled(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """The same values in a random order (a permutation of all the tensor's entries): no structure left."""
+  return rng.permutation(np.asarray(value).ravel()).reshape(np.shape(value))
+
+
 def _mode_sample(self, seed):
   """Replaces ``OneHotCategorical.sample`` in the check: the straight-through mode."""
   del seed
@@ -203,11 +242,22 @@ def _mean_sample(self, seed):
 
 
 def run_ours(
-  args, batch: dict, actions: int, params: dict | None, init_seed: int = 0, sample_seed: int | None = None
+  args,
+  batch: dict,
+  actions: int,
+  params: dict | None,
+  init_seed: int = 0,
+  sample_seed: int | None = None,
+  keep_own: Sequence[str] = (),
+  shuffle: bool = False,
 ) -> list[dict]:
   """dreamer_tf's world-model updates from the reference's parameters (or, with ``params=None``, from
   its own initialisation drawn with ``init_seed``), latents as modes; with ``sample_seed`` its own
-  samplers instead, its train step's random stream seeded with ``sample_seed``."""
+  samplers instead, its train step's random stream seeded with ``sample_seed``.
+
+  ``keep_own``: reference names that keep dreamer_tf's own draws (``init_seed``) although ``params`` is
+  given (``--mix_init``). ``shuffle``: every tensor that keeps its own draw is permuted within itself
+  (``numpy`` generator seeded ``init_seed``), the same values without their structure."""
   importlib.import_module("dreamer_tf")  # First: its quiet start filters TensorFlow's start-up noise.
   import tensorflow as tf
   from tf_agents.specs import tensor_spec
@@ -244,7 +294,14 @@ def run_ours(
   unmapped = {v.ref() for v in trained} - {v.ref() for v, _ in pairs}
   if unmapped:
     raise SystemExit(f"error: {len(unmapped)} trained variables have no reference name; extend reference_names")
-  for variable, name in pairs if params is not None else ():
+  keep_own = set(keep_own)
+  shuffle_rng = np.random.default_rng(init_seed)
+  for variable, name in pairs:
+    own = params is None or name in keep_own
+    if own:
+      if shuffle:
+        variable.assign(shuffled(variable.numpy(), shuffle_rng))
+      continue
     if name not in params or params[name].shape != tuple(variable.shape):
       got = params[name].shape if name in params else "missing"
       raise SystemExit(f"error: reference parameter {name} is {got}, dreamer_tf's is {tuple(variable.shape)}")
@@ -307,7 +364,28 @@ def reference_updates(
   args, python: pathlib.Path, env: dict, seed: int, actions: int, sample_seeds: Sequence[int] = ()
 ) -> tuple[dict, list | dict]:
   """Runs the reference side once (its own initialisation for ``seed``); returns its parameters and rows
-  (with ``sample_seeds``: its own samplers, ``{seed: rows}`` of one run per sample seed)."""
+  (with ``sample_seeds``: its own samplers, ``{seed: rows}`` of one run per sample seed).
+
+  With ``args.reference_cache`` (a folder) a run with the same settings, batch and seeds is read from
+  there instead of run again, and a new run is stored there (``--mix_init``'s groups share them)."""
+  name = "reference_sampled.json" if sample_seeds else "reference_updates.json"
+  cache = getattr(args, "reference_cache", None)
+  if cache is not None:
+    key = dict(
+      script=hashlib.sha1(REFERENCE_SCRIPT.read_bytes()).hexdigest(),
+      batch=hashlib.sha1((args.out / "batch.npz").read_bytes()).hexdigest(),
+      sizes=[getattr(args, k) for k in SIZE_ARGS],
+      updates=args.updates,
+      batches=args.batches,
+      full=bool(args.full),
+      discrete=bool(actions),
+      seed=seed,
+      sample_seeds=list(sample_seeds),
+    )
+    cached = pathlib.Path(cache) / hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    if (cached / name).exists():
+      print(f"reference seed {seed}: from {cached}", flush=True)
+      return dict(np.load(cached / "reference_params.npz")), json.loads((cached / name).read_text())
   cmd = [str(python), str(REFERENCE_SCRIPT), f"--batch={args.out / 'batch.npz'}", f"--out={args.out}"]
   cmd += [f"--updates={args.updates}", f"--seed={seed}", *(f"--{k}={getattr(args, k)}" for k in SIZE_ARGS)]
   cmd += ["--discrete"] if actions else []
@@ -321,8 +399,13 @@ def reference_updates(
     tail = log.read_text().strip().splitlines()[-1:]
     raise SystemExit(f"error: the reference side failed ({tail[0] if tail else code}); see {log}")
   params = dict(np.load(args.out / "reference_params.npz"))
-  name = "reference_sampled.json" if sample_seeds else "reference_updates.json"
-  return params, json.loads((args.out / name).read_text())
+  rows = json.loads((args.out / name).read_text())
+  if cache is not None:
+    cached.mkdir(parents=True, exist_ok=True)
+    np.savez(cached / "reference_params.npz", **params)
+    (cached / "key.json").write_text(json.dumps(key) + "\n")
+    (cached / name).write_text(json.dumps(rows))  # Last: its presence marks the entry complete.
+  return params, rows
 
 
 def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: dict) -> int:
@@ -409,12 +492,19 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
       sampler = seed + args.sample_offset if args.sampled else None  # --sample_offset: apart from the init seed
       _, rows = reference_updates(args, reference_python, env, seed, actions, [sampler] if args.sampled else ())
       sides["reference"].append(_rows(rows[str(sampler)] if args.sampled else rows))
-      sides["dreamer_tf"].append(run_ours(args, batch, actions, None, init_seed=seed, sample_seed=sampler))
-  elif args.shared_inits:  # --sampled from the reference's initialisation for each seed, shared by both sides.
+      own = dict(init_seed=seed, sample_seed=sampler, shuffle=args.shuffle_init)
+      sides["dreamer_tf"].append(run_ours(args, batch, actions, None, **own))
+  elif args.shared_inits or args.mix_init:  # --sampled from the reference's initialisation for each seed.
     for seed in seeds:
       params, runs = reference_updates(args, reference_python, env, seed, actions, [seed])
       sides["reference"].append(_rows(runs[str(seed)]))
-      sides["dreamer_tf"].append(run_ours(args, batch, actions, params, sample_seed=seed))
+      # --mix_init: dreamer_tf keeps its own draws for seed s in those groups (with --shuffle_init shuffled).
+      weights = [name for name in params if "_opt/" not in name]  # Not the optimizers' step counters.
+      keep = init_group_names(args.mix_init, weights) if args.mix_init else ()
+      if args.mix_init:
+        print(f"seed {seed}: dreamer_tf's own draws for {len(keep)} of {len(weights)} tensors", flush=True)
+      own = dict(init_seed=seed, keep_own=keep, shuffle=args.shuffle_init)
+      sides["dreamer_tf"].append(run_ours(args, batch, actions, params, sample_seed=seed, **own))
   else:  # --sampled from the same parameters: the reference runs every sample seed in one process.
     params, runs = reference_updates(args, reference_python, env, args.seed, actions, seeds)
     for seed in seeds:
@@ -426,10 +516,17 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
   else:
     columns = [(i, i, i + 1) for i in sorted({0, args.updates // 4, args.updates // 2, args.updates - 1})]
   table = welch_table(sides, columns)
-  modes = (("own_init", args.own_init), ("shared_inits", args.shared_inits), ("sampled", args.sampled))
+  modes = (
+    ("own_init", args.own_init),
+    ("shared_inits", args.shared_inits),
+    ("mix_init", bool(args.mix_init)),
+    ("shuffled", args.shuffle_init),
+    ("sampled", args.sampled),
+  )
   mode = "+".join(m for m, on in modes if on)
   result = dict(task=args.task, mode=mode, seeds=list(seeds), updates=args.updates, at_updates=table, runs=sides)
   names = (*SIZE_ARGS, "batch_size", "batch_length", "batches", "seed", "full", "jit_compile", "sample_offset")
+  names += ("mix_init", "shuffle_init")
   result["settings"] = {k: getattr(args, k) for k in names}
   path = args.out / ("own_init.json" if mode == "own_init" else f"{mode.replace('+', '_')}.json")
   write_result(path, result)
@@ -440,6 +537,27 @@ def compare_seeds(args, reference_python, env, batch, actions) -> int:
     print(f"{name:16s} {text}")
   print(f"seed means dreamer_tf/reference over {len(seeds)} seeds each ({mode}); wrote {path}")
   return 0
+
+
+def merge_results(paths: Sequence[pathlib.Path]) -> dict:
+  """The seed-mean table (Welch's t per quarter of the updates) of several ``--sampled`` results pooled.
+
+  ``paths``: summary JSONs written by :func:`compare_seeds` with the same settings and updates (e.g.
+  ``--init_seeds`` 1-10 and 11-20 run apart), their runs read from the gzipped files beside them.
+  """
+  sides, seeds, updates = {k: [] for k in SIDE_NAMES}, [], None
+  for path in map(pathlib.Path, paths):
+    summary = json.loads(path.read_text())
+    if updates not in (None, summary["updates"]):
+      raise SystemExit(f"error: {path} has {summary['updates']} updates, the others {updates}")
+    updates = summary["updates"]
+    runs = json.loads(gzip.decompress((path.parent / summary["runs_file"]).read_bytes()))
+    for k in SIDE_NAMES:
+      sides[k] += runs[k]
+    seeds += summary["seeds"]
+  edges = np.linspace(0, updates, 5).astype(int)
+  columns = [(f"{a}-{b}", a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+  return dict(seeds=seeds, updates=updates, at_updates=welch_table(sides, columns))
 
 
 if __name__ == "__main__":

@@ -197,6 +197,16 @@ def test_check_update_modes_that_do_not_go_together_are_refused(capsys):
   assert "--shared_inits goes with --sampled" in capsys.readouterr().err
   args = parity.parse_args([*base, "--sampled", "--shared_inits", "--batches=5"])
   assert args.sampled and args.shared_inits and args.batches == 5
+  for extra, message in (
+    (["--mix_init=gru"], "--mix_init goes with --sampled"),
+    (["--mix_init=gru", "--sampled", "--shared_inits"], "--mix_init goes with --sampled"),
+    (["--shuffle_init", "--sampled"], "--shuffle_init goes with"),
+  ):
+    with pytest.raises(SystemExit):
+      parity.parse_args([*base, *extra])
+    assert message in capsys.readouterr().err
+  args = parity.parse_args([*base, "--sampled", "--mix_init=gru,post", "--shuffle_init"])
+  assert args.mix_init == ["gru", "post"] and args.shuffle_init
 
 
 def test_welch_t_of_seed_means():
@@ -369,6 +379,30 @@ def test_every_world_model_variable_has_its_reference_name():
   assert sorted(name for _, name in behavior) == sorted("agent/task_behavior/" + n for n in _REFERENCE_BEHAVIOR)
   trained = ac.actor.trainable_variables + ac.critic.trainable_variables
   assert {v.ref() for v in trained} <= {v.ref() for v, _ in behavior}
+
+
+def test_mix_init_groups_name_the_reference_tensors_they_keep():
+  """``--mix_init=GROUP``: dreamer_tf keeps its own draws for exactly these tensors, the reference's for the rest."""
+  names = [name for _, name in parity_update.reference_names(_tiny_agent().world_model)]
+  gru = parity_update.init_group_names(["gru"], names)
+  assert gru == {"agent/wm/rssm/gru/kernel", "agent/wm/rssm/gru/norm/scale", "agent/wm/rssm/gru/norm/bias"}
+  post = parity_update.init_group_names(["post"], names)
+  assert post == {n for n in names if "/rssm/obs_out/" in n or "/rssm/obs_stats/" in n} and len(post) == 5
+  assert parity_update.init_group_names(["all"], names) == set(names)
+  assert parity_update.init_group_names(["initial"], names) == {"agent/wm/rssm/initial"}
+  groups = ("enc", "initial", "img_in", "gru", "img_out", "img_stats", "obs_out", "obs_stats", "dec", "rew", "cont")
+  parts = [parity_update.init_group_names([g], names) for g in groups]
+  assert sum(map(len, parts)) == len(names) and set().union(*parts) == set(names)  # The groups split the model.
+  with pytest.raises(SystemExit, match="unknown --mix_init group"):
+    parity_update.init_group_names(["grus"], names)
+
+
+def test_shuffled_keeps_the_values_and_drops_their_order():
+  value = np.arange(24, dtype=np.float32).reshape(4, 6)
+  out = parity_update.shuffled(value, np.random.default_rng(0))
+  assert out.shape == value.shape and out.dtype == value.dtype
+  np.testing.assert_array_equal(np.sort(out.ravel()), value.ravel())
+  assert not np.array_equal(out, value)
 
 
 def test_the_fixed_batch_follows_the_replay_step_format():
@@ -575,6 +609,25 @@ def test_check_results_are_compact_with_the_runs_gzipped_beside_them(tmp_path):
   assert summary == {"task": "gym_x", "runs_file": "sampled.runs.json.gz"}
   assert "\n " not in path.read_text() and path.stat().st_size < 100
   assert json.loads(gzip.decompress((tmp_path / summary["runs_file"]).read_bytes())) == runs
+
+
+def test_seed_runs_written_apart_are_pooled_into_one_table(tmp_path):
+  """``merge_results``: two ``--sampled`` results of 2 seeds each give the table of the 4 seeds."""
+
+  def runs(values):
+    return [[{"post_ent": v + i / 100} for i in range(8)] for v in values]
+
+  paths = []
+  for name, ours, reference in (("a", (1.0, 2.0), (1.0, 1.5)), ("b", (3.0, 4.0), (2.0, 2.5))):
+    result = dict(seeds=[name], updates=8, runs={"dreamer_tf": runs(ours), "reference": runs(reference)})
+    (tmp_path / name).mkdir()
+    paths.append(parity_update.write_result(tmp_path / name / "sampled.json", result))
+  merged = parity_update.merge_results(paths)
+  assert merged["seeds"] == ["a", "b"] and list(merged["at_updates"]["post_ent"]) == ["0-2", "2-4", "4-6", "6-8"]
+  cell = merged["at_updates"]["post_ent"]["0-2"]
+  a, b = np.array([1.0, 2.0, 3.0, 4.0]) + 0.005, np.array([1.0, 1.5, 2.0, 2.5]) + 0.005
+  assert cell["dreamer_tf"] == pytest.approx(a.mean()) and cell["reference"] == pytest.approx(b.mean())
+  assert cell["welch_t"] == pytest.approx(parity_update.welch_t(a, b))
 
 
 # --- The same with the replay context (check-update --generation=current --context=1) -----------------
