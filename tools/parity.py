@@ -34,7 +34,15 @@ checkout of danijar/dreamerv3 at e3f0224, in a venv of its own (Python 3.11, jax
   python tools/parity.py check-update --generation=current --task=gym_CartPole-v1 --out=DIR
 
 (``tools/parity_update_current.py``: the whole update, world model, imagination, actor, critic, replay
-value loss and the one optimizer, number for number.)
+value loss and the one optimizer, number for number.) Learning side by side with it::
+
+  python tools/parity.py run --generation=current --task=gym_goal_line_env:GoalLine-v0 --pythonpath=tests/learning \\
+      --jit_compile --seeds=0,1,2 --updates=8000 --train_ratio=512 --envs=1 --batch_size=4 --batch_length=16 \\
+      --deter=32 --units=32 --stoch=4 --classes=4 --out=DIR
+
+runs the author's own ``dreamerv3/main.py`` train loop with its ``defaults`` config and these sizes
+(``tools/parity_reference_current.py``) against ``python -m dreamer_tf.main --configs=nature`` with the same
+overrides; every layer count, the optimizer, replay context and online replay stay each side's defaults.
 """
 
 from __future__ import annotations
@@ -1420,6 +1428,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--generation=current checks the whole update (no --full needed); --own_init, --sampled, "
         "--batches and --jit_compile are for the 2023 check"
       )
+  if args.command == "replay-stats" and args.generation == "current":
+    parser.error("replay-stats reads the 2023 reference's saved replay; --generation=current has no reader yet")
   if not check and args.generation == "current":
     if args.reference_venv == DEFAULT_VENV:
       args.reference_venv = DEFAULT_VENV_CURRENT
