@@ -121,15 +121,8 @@ class SymexpTwoHot:
 
   ``bins`` are :func:`~dreamer_tf.agent.ops.symexp_bins` (exponentially spaced, symmetric); the
   target's twohot weights interpolate linearly in raw space between its two neighbouring bins and
-  the prediction is ``sum(softmax(logits) * bins)`` summed in mirrored pairs, so that symmetric
-  probabilities give exactly 0 (``embodied/jax/outs.py:TwoHot``). Each pair is computed as
-  ``(p_upper - p_lower) * bin_upper`` (the bins are exactly symmetric): the same sum, but no product of
-  a probability and a bin up to 4.9e8 is rounded before the pair cancels. Written as two products and
-  an add, XLA fuses the add with one product (a fused multiply-add) and the pair keeps the other
-  product's rounding error, up to about 0.1 per pair for near-uniform probabilities: with
-  ``run.jit_compile`` the nearly symmetric early reward and value heads then predicted state-dependent
-  noise of that size, which spread the imagined returns and inflated the return normaliser's scale
-  4-7 times over the first few thousand updates of docs/parity.md section f (issue 19).
+  the prediction is ``sum(softmax(logits) * bins)`` summed outwards from the middle, so that
+  symmetric probabilities give exactly 0 (``embodied/jax/outs.py:TwoHot``).
   """
 
   def __init__(self, logits, bins):
@@ -139,10 +132,10 @@ class SymexpTwoHot:
 
   def mean(self):
     n = self.bins.shape[0]
-    h = n // 2
-    lower, upper = self.probs[..., :h], self.probs[..., n - h :]
-    middle = tf.reduce_sum(self.probs[..., h : n - h] * self.bins[h : n - h], -1)  # The 0 bin of an odd n.
-    return middle + tf.reduce_sum((upper - tf.reverse(lower, [-1])) * self.bins[n - h :], -1)
+    weighted = self.probs * self.bins
+    lower, upper = weighted[..., : n // 2], weighted[..., (n + 1) // 2 :]
+    middle = tf.reduce_sum(weighted[..., n // 2 : (n + 1) // 2], -1)
+    return middle + tf.reduce_sum(tf.reverse(lower, [-1]) + upper, -1)
 
   mode = mean
 
