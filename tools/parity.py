@@ -34,7 +34,15 @@ checkout of danijar/dreamerv3 at e3f0224, in a venv of its own (Python 3.11, jax
   python tools/parity.py check-update --generation=current --task=gym_CartPole-v1 --out=DIR
 
 (``tools/parity_update_current.py``: the whole update, world model, imagination, actor, critic, replay
-value loss and the one optimizer, number for number.)
+value loss and the one optimizer, number for number.) Learning side by side with it::
+
+  python tools/parity.py run --generation=current --task=gym_goal_line_env:GoalLine-v0 --pythonpath=tests/learning \\
+      --jit_compile --seeds=0,1,2 --updates=8000 --train_ratio=512 --envs=1 --batch_size=4 --batch_length=16 \\
+      --deter=32 --units=32 --stoch=4 --classes=4 --out=DIR
+
+runs the author's own ``dreamerv3/main.py`` train loop with its ``defaults`` config and these sizes
+(``tools/parity_reference_current.py``) against ``python -m dreamer_tf.main --configs=nature`` with the same
+overrides; every layer count, the optimizer, replay context and online replay stay each side's defaults.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAUNCHER = pathlib.Path(__file__).resolve().parent / "parity_reference.py"
+LAUNCHER_CURRENT = pathlib.Path(__file__).resolve().parent / "parity_reference_current.py"
 DEFAULT_VENV = REPO / ".venv-reference"
 OURS = "dreamer_tf"
 REFERENCE = "reference"
@@ -279,9 +288,32 @@ def reference_task(task: str) -> str:
   return "gymnasium_" + task[len("gym_") :]
 
 
+def _current(args: argparse.Namespace) -> bool:
+  return getattr(args, "generation", "2023") == "current"
+
+
+# The current code's replay holds windows of batch_length + replay_context steps (its default context 1).
+CURRENT_CONTEXT = 1
+
+
+def _chunk(args: argparse.Namespace) -> int:
+  """Agent steps between the reference's checks of ``run.steps``: 2023 collects in chunks of 100; the
+  current code's loop calls its driver for 10 steps at a time (all envs step together)."""
+  return 100 if not _current(args) else -(-10 // args.envs) * args.envs
+
+
 def prefill_steps(args: argparse.Namespace) -> int:
   """Agent steps of random prefill until replay holds one batch of windows (the reference's rule),
-  rounded up to its collection chunks of 100 steps."""
+  rounded up to its collection chunks of 100 steps.
+
+  ``--generation=current``: the steps until the reference's first update. Its collect policy acts from
+  the first step (no random prefill) and it trains once its replay holds ``batch_size * batch_length``
+  windows of ``batch_length + 1`` steps (``embodied/run/train.py``), checked at every step: with one env
+  ``B * T + T`` steps (80 for 4 x 16). dreamer_tf's own rule (``dreamer_tf.replay.prefill_steps``) counts
+  the same windows and starts at the same step."""
+  if _current(args):
+    length = args.batch_length + CURRENT_CONTEXT
+    return args.envs * (math.ceil(args.batch_size * args.batch_length / args.envs) + length - 1)
   per_env = math.ceil(args.batch_size * args.batch_length / args.envs) + args.batch_length - 1
   return int(math.ceil(per_env * args.envs / 100) * 100)
 
@@ -298,7 +330,7 @@ def total_steps(args: argparse.Namespace) -> int:
   """Agent steps for ``args.updates`` updates after the prefill at the train ratio, rounded up to the
   reference's collection chunks of 100 steps (it only stops between chunks)."""
   steps = prefill_steps(args) + math.ceil(args.updates * args.batch_size * args.batch_length / args.train_ratio)
-  return int(math.ceil(steps / 100) * 100)
+  return int(math.ceil(steps / _chunk(args)) * _chunk(args))
 
 
 def expected_updates(args: argparse.Namespace) -> dict:
@@ -313,6 +345,10 @@ def expected_updates(args: argparse.Namespace) -> dict:
   """
   steps = total_steps(args) - prefill_steps(args)
   per_step = args.train_ratio / (args.batch_size * args.batch_length)
+  if _current(args):
+    # The reference's Ratio is called at every step from its first update on (that call returns 1, the
+    # later ones per_step each); dreamer_tf makes none at its start step and per_step at every later one.
+    return {OURS: int(steps * per_step), REFERENCE: 1 + int(steps * per_step)}
   ours = int(steps * per_step)
   reference, prev = 0, None
   for step in range(steps):  # embodied.when.Ratio.__call__, step by step.
@@ -335,6 +371,8 @@ def _has_model_key(name: str) -> bool:
 def ours_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> list[str]:
   """dreamer_tf's command line for one seed."""
   suite = _suite(args.task)
+  if _current(args):
+    return _ours_command_current(args, seed, logdir)
   overrides = {
     "model.deter": args.deter,
     "model.units": args.units,
@@ -360,7 +398,7 @@ def ours_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> l
       f"--mlp_layers={args.layers} --mlp_units={args.units} or update dreamer_tf (issue 12, point 2)"
     )
   return [
-    str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable,
+    _ours_python(),
     "-m",
     "dreamer_tf.main",
     f"--env={args.task}",
@@ -374,9 +412,93 @@ def ours_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> l
   ]
 
 
+def _ours_python() -> str:
+  return str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+
+
+def _ours_command_current(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> list[str]:
+  """dreamer_tf's command line for one seed of ``--generation=current``: ``--configs=nature`` (replay
+  context 1, online replay, no random prefill: its defaults) with the sizes, batch and ratio of the run."""
+  suite = _suite(args.task)
+  overrides = {
+    "model.deter": args.deter,
+    "model.units": args.units,
+    "model.vector_units": args.units,  # The author's .*\.units sets its vector encoder and decoder too.
+    "model.stoch": args.stoch,
+    "model.classes": args.classes,
+    "model.blocks": args.blocks,
+    "model.cnn_depth": args.depth,
+    "replay.batch_size": args.batch_size,
+    "replay.batch_length": args.batch_length,
+    "run.train_ratio": float(args.train_ratio),
+    f"env.{suite}.repeat": args.repeat,
+    "run.log_every_secs": 1.0,
+    "run.video_every": 0,
+  }
+  if args.jit_compile:
+    overrides["run.jit_compile"] = "true"
+  return [
+    _ours_python(),
+    "-m",
+    "dreamer_tf.main",
+    "--configs=nature",
+    f"--env={args.task}",
+    f"--logdir={logdir}",
+    f"--seed={seed}",
+    f"--steps={total_steps(args)}",
+    f"--envs={args.envs}",
+    "--eval_every=0",
+    "--checkpoint_every_secs=1e9",
+    *[f"--override={k}={v}" for k, v in overrides.items()],
+  ]
+
+
+def _reference_command_current(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> list[str]:
+  """The current code's command line for one seed: its ``dreamerv3/main.py`` with its ``defaults`` config
+  and the author's own flags for the sizes, batch, ratio, envs and steps (through this tool's launcher)."""
+  suite = _suite(args.task)
+  if suite == "gym" and args.repeat != 1:
+    raise SystemExit("error: the gymnasium adapter of tools/parity.py has no action repeat; pass --repeat=1")
+  flags = {
+    "--logdir": logdir,
+    "--task": reference_task(args.task),
+    "--seed": seed,
+    "--run.steps": total_steps(args),
+    "--run.train_ratio": float(args.train_ratio),
+    "--run.envs": args.envs,
+    "--batch_size": args.batch_size,
+    "--batch_length": args.batch_length,
+    # Its report stream samples windows of report_length + 1 from the same replay (default 32, longer
+    # than a 16-step window); reports are off (report_every), only the stream's check needs this.
+    "--report_length": args.batch_length,
+    r"--.*\.rssm.deter": args.deter,
+    r"--.*\.rssm.hidden": args.units,
+    r"--.*\.rssm.stoch": args.stoch,
+    r"--.*\.rssm.classes": args.classes,
+    r"--.*\.rssm.blocks": args.blocks,
+    r"--.*\.units": args.units,
+    r"--.*\.depth": args.depth,
+    "--jax.platform": "cpu",
+    "--jax.compute_dtype": "float32",
+    "--jax.prealloc": "False",
+    "--run.log_every": 120,
+    "--run.report_every": "1e9",
+    "--run.save_every": "1e9",
+    "--run.usage.nvsmi": "False",
+  }
+  if suite == "dmc":  # Proprioception only, as its dmc_proprio block (the env still renders every step).
+    flags.update({"--env.dmc.repeat": args.repeat, "--env.dmc.image": "False"})
+  command = [str(args.reference_venv / "bin" / "python"), str(LAUNCHER_CURRENT), f"--source={args.source}"]
+  for key, value in flags.items():
+    command += [key, str(value)]
+  return command
+
+
 def reference_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> list[str]:
   """The reference's command line for one seed, through this tool's launcher."""
   suite = _suite(args.task)
+  if _current(args):
+    return _reference_command_current(args, seed, logdir)
   if suite == "gym" and args.repeat != 1:
     raise SystemExit("error: the gymnasium adapter of tools/parity.py has no action repeat; pass --repeat=1")
   command = [
@@ -470,7 +592,7 @@ def run_all(args: argparse.Namespace) -> dict:
   skipped = {}
   sides = [s for s in SIDES if args.sides in ("both", s)]
   if REFERENCE in sides:
-    reason = reference_missing(args.reference_venv)
+    reason = args.current_missing if _current(args) else reference_missing(args.reference_venv)
     if reason:
       print(f"reference skipped: {reason}", flush=True)
       skipped[REFERENCE] = reason
@@ -489,6 +611,11 @@ def run_all(args: argparse.Namespace) -> dict:
     while jobs and len(running) < args.parallel:
       side, seed, logdir, cmd = jobs.pop(0)
       if logdir.exists() and side == REFERENCE:
+        if _current(args) and (logdir / "ckpt").exists():  # Else the author's loop resumes its checkpoint.
+          import shutil
+
+          for name in ("ckpt", "replay"):
+            shutil.rmtree(logdir / name, ignore_errors=True)
         for name in ("updates.jsonl", "episodes.jsonl"):
           (logdir / name).unlink(missing_ok=True)
       logdir.mkdir(parents=True, exist_ok=True)
@@ -541,7 +668,52 @@ METRICS = (
   ("return scale", "retnorm_scale", "retnorm_scale"),
   ("critic value", "critic_value", "extr_critic_mean"),
 )
-_NOT_DECODER = {"model", "reward", "cont", "dyn", "rep", "actor", "critic"}
+# The current generation (--generation=current): dreamer_tf's train/* keys of --configs=nature and the author's
+# metric names (``dreamerv3/agent.py``); its loss/<k> are the per-term means before the loss scales. MODEL sums
+# the author's world-model terms with its default scales (rep 0.1, the rest 1), as dreamer_tf's model_loss
+# does; REPVAL is its loss/repval times its scale 0.3, as dreamer_tf's repval_loss; the critic value is the
+# mean value over the imagined trajectories on both sides (the author's ``val``, dreamer_tf's imag_value).
+MODEL, REPVAL = "<model>", "<repval>"
+METRICS_CURRENT = (
+  ("model loss", "model_loss", MODEL),
+  ("image/vector loss", DECODER, DECODER),
+  ("reward loss", "reward_loss", "loss/rew"),
+  ("continue loss", "cont_loss", "loss/con"),
+  ("dynamics loss", "dyn_loss", "loss/dyn"),
+  ("representation loss", "rep_loss", "loss/rep"),
+  ("prior entropy", "prior_ent", "dyn_ent"),
+  ("posterior entropy", "post_ent", "rep_ent"),
+  ("actor entropy", "actor_entropy", "ent/action"),
+  ("return scale", "retnorm_scale", "retnorm_scale"),
+  ("critic value", "imag_value", "val"),
+  ("actor loss", "actor_loss", "loss/policy"),
+  ("critic loss", "critic_loss", "loss/value"),
+  ("replay value loss", "repval_loss", REPVAL),
+)
+_CURRENT_NOT_DECODER = {"rew", "con", "dyn", "rep", "policy", "value", "repval"}
+
+
+def metrics_table(args: argparse.Namespace) -> tuple:
+  return METRICS_CURRENT if _current(args) else METRICS
+
+
+def _metric_current(row: dict, key: str) -> float | None:
+  """One of the author's current metrics from a row of its launcher's ``updates.jsonl``."""
+  decoder = [v for k, v in row.items() if k.startswith("loss/") and k[5:] not in _CURRENT_NOT_DECODER]
+  if key == DECODER:
+    return float(sum(decoder)) if decoder else None
+  if key == MODEL:
+    parts = [row.get(f"loss/{k}") for k in ("rew", "con", "dyn", "rep")]
+    if None in parts or not decoder:
+      return None
+    return float(sum(decoder) + parts[0] + parts[1] + parts[2] + 0.1 * parts[3])
+  if key == REPVAL:
+    return 0.3 * float(row["loss/repval"]) if "loss/repval" in row else None
+  value = row.get(key)
+  return float(value) if isinstance(value, (int, float)) else None
+
+
+_NOT_DECODER = {"model", "reward", "cont", "dyn", "rep", "actor", "critic", "repval"}
 _OURS_LOSS = re.compile(r"^train/(.+)_loss$")
 _REF_LOSS = re.compile(r"^(.+)_loss_mean$")
 WARMUP_UPDATES = 10  # updates left out of seconds per update (tracing and XLA compilation)
@@ -570,7 +742,8 @@ def load_ours(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
   """dreamer_tf's episodes ``(agent_step, return)``, per-update metrics and seconds per update."""
   rows = _read_jsonl(logdir / "metrics.jsonl")
   episodes = [(r["step"] + args.envs, r["episode/return"]) for r in rows if "episode/return" in r]
-  series = {label: [] for label, _, _ in METRICS}
+  table = metrics_table(args)
+  series = {label: [] for label, _, _ in table}
   replayed = args.batch_size * args.batch_length
   prev, secs, counted = 0, 0.0, 0
   for row in rows:
@@ -583,7 +756,7 @@ def load_ours(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
     # time; the first row, written after tracing and compiling, holds only a few). Each of its updates
     # gets the row's value, so that a bin's mean weighs every update once, as the reference's per-update
     # rows do; one point per row would weigh the first few updates' high KL like a hundred later ones.
-    for label, key, _ in METRICS:
+    for label, key, _ in table:
       value = _metric(row, key, _OURS_LOSS, "train/")
       if value is not None:
         series[label].extend((float(x), value) for x in range(prev + 1, updates + 1))
@@ -602,7 +775,8 @@ def load_ours(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
 
 def load_reference(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
   """The reference's episodes, per-update metrics, seconds per update and parameter counts."""
-  del args
+  if _current(args):
+    return _load_reference_current(logdir)
   episodes = [(r["agent_step"], r["score"]) for r in _read_jsonl(logdir / "episodes.jsonl") if "score" in r]
   rows = _read_jsonl(logdir / "updates.jsonl")
   series = {label: [] for label, _, _ in METRICS}
@@ -626,6 +800,31 @@ def load_reference(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
   }
 
 
+def _load_reference_current(logdir: pathlib.Path) -> dict:
+  """The current code's run (``tools/parity_reference_current.py``): a row per ``Agent.train`` call, whose
+  metrics are those of the previous update (``metrics_of``; the call is asynchronous)."""
+  episodes = [(r["agent_step"], r["score"]) for r in _read_jsonl(logdir / "episodes.jsonl") if "score" in r]
+  rows = _read_jsonl(logdir / "updates.jsonl")
+  series = {label: [] for label, _, _ in METRICS_CURRENT}
+  for row in rows:
+    if "metrics_of" not in row:
+      continue
+    for label, _, key in METRICS_CURRENT:
+      value = _metric_current(row, key)
+      if value is not None:
+        series[label].append((float(row["metrics_of"]), value))
+  timed = [r["seconds"] for r in rows if r["update"] > WARMUP_UPDATES]
+  params = json.loads((logdir / "params.json").read_text()) if (logdir / "params.json").exists() else {}
+  return {
+    "episodes": episodes,
+    "series": series,
+    "updates": int(rows[-1]["update"]) if rows else 0,
+    "seconds_per_update": float(np.mean(timed)) if timed else None,
+    "first_update_seconds": rows[0]["seconds"] if rows else None,
+    "params": params,
+  }
+
+
 def ours_params(args: argparse.Namespace) -> dict:
   """dreamer_tf's parameter counts for the run's settings (tools/count_params.py)."""
   cache = args.out / "params_dreamer_tf.json"
@@ -634,6 +833,8 @@ def ours_params(args: argparse.Namespace) -> dict:
   command = ours_command(args, 0, args.out / "unused")
   overrides = [c for c in command if c.startswith("--override=model.")]
   cmd = [command[0], str(REPO / "tools" / "count_params.py"), f"--env={args.task}", *overrides]
+  if _current(args):
+    cmd.insert(3, "--configs=nature")
   out = subprocess.run(cmd, capture_output=True, text=True, env=_run_env(args.threads, args.pythonpath), cwd=REPO)
   if out.returncode:
     raise SystemExit(f"error: tools/count_params.py failed: {out.stderr.strip().splitlines()[-1:]}")
@@ -856,7 +1057,7 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
   # Finer bins over the first updates, where the KL falls fastest (hidden inside the first of 10 bins).
   early_edges = np.linspace(0, max(1, min(args.early_updates, max_updates)), args.early_bins + 1)
   diagnostics, early = {}, {}
-  for label, _, _ in METRICS:
+  for label, _, _ in metrics_table(args):
     series = lambda run, label=label: run["series"][label]
     diagnostics[label] = _binned_sides(data, series, update_edges)
     early[label] = _binned_sides(data, series, early_edges)
@@ -895,8 +1096,17 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
       "envs",
       "repeat",
       "threads",
+      "generation",
     )
   }
+  if _current(args):  # The author's layer counts on both sides (--configs=nature), not these flags.
+    settings.update(layers=None, mlp_layers=None, mlp_units=None, blocks=args.blocks, depth=args.depth)
+    settings["updates_note"] = (
+      "both sides make their first update at the same agent step (replay holds batch_size * batch_length "
+      "windows); there the reference trains once (its Ratio's first call returns 1) and dreamer_tf not at all, "
+      "then both train_ratio / (batch_size * batch_length) times per agent step: the reference makes one update "
+      "more (expected_updates)"
+    )
   settings.update(
     seeds=seeds,
     steps=steps,
@@ -944,7 +1154,9 @@ def _label(result: dict, side: str) -> str:
   info = result["sides"].get(side, {})
   secs = info.get("seconds_per_update")
   seeds = len(info.get("updates_per_seed", {}))
-  name = "dreamer_tf" if side == OURS else "reference (dreamerv3 1.5.0)"
+  current = result["settings"].get("generation") == "current"
+  reference = "reference (danijar/dreamerv3 e3f0224)" if current else "reference (dreamerv3 1.5.0)"
+  name = "dreamer_tf" if side == OURS else reference
   return f"{name}, {seeds} seeds" + (f", {secs:.2f} s/update" if secs else "")
 
 
@@ -964,16 +1176,21 @@ def _draw(args: argparse.Namespace, result: dict) -> None:
   import matplotlib.pyplot as plt
 
   s = result["settings"]
+  layers = (
+    f"blocks {s['blocks']}, the author's layer counts"
+    if s.get("generation") == "current"
+    else f"layers {s['layers']}, vector mlp {s['mlp_layers']}x{s['mlp_units']}"
+  )
   setting = (
-    f"{s['task']}: deter {s['deter']}, units {s['units']}, layers {s['layers']}, latent {s['stoch']}x{s['classes']}, "
-    f"vector mlp "
-    f"{s['mlp_layers']}x{s['mlp_units']}, train ratio {s['train_ratio']:g}, batch {s['batch_size']}x"
+    f"{s['task']}: deter {s['deter']}, units {s['units']}, latent {s['stoch']}x{s['classes']}, "
+    f"{layers}, train ratio {s['train_ratio']:g}, batch {s['batch_size']}x"
     f"{s['batch_length']}, {s['envs']} envs, repeat {s['repeat']}"
   )
   fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
   returns = {k: v for k, v in result["returns"].items() if k in SIDES}
   _draw_band(ax, result["returns"]["agent_step_bins"], returns, result)
-  ax.axvline(s["prefill_steps"], color="0.4", linestyle=":", linewidth=1.2, label="end of the random prefill")
+  prefill_label = "first update" if s.get("generation") == "current" else "end of the random prefill"
+  ax.axvline(s["prefill_steps"], color="0.4", linestyle=":", linewidth=1.2, label=prefill_label)
   ax.set_xlabel("agent steps (every env step of every copy, first resets included)")
   ax.set_ylabel("episode return")
   ax.set_title(setting, fontsize=8)
@@ -990,7 +1207,7 @@ def _draw(args: argparse.Namespace, result: dict) -> None:
 def _draw_diagnostics(result: dict, key: str, setting: str, path: pathlib.Path) -> None:
   import matplotlib.pyplot as plt
 
-  labels = [label for label, _, _ in METRICS]
+  labels = [label for label in result[key] if label != "update_bins"]
   cols = 4
   fig, axes = plt.subplots(math.ceil(len(labels) / cols), cols, figsize=(16, 10), dpi=90)
   x = result[key]["update_bins"]
@@ -1185,6 +1402,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       help="a directory on both sides' PYTHONPATH, for a task's own module: tests/learning for "
       "gym_goal_line_env:GoalLine-v0",
     )
+    p.add_argument(
+      "--generation",
+      choices=GENERATIONS,
+      default="2023",
+      help="2023: against dreamerv3 1.5.0; current: against danijar/dreamerv3 e3f0224 (its defaults config, "
+      "dreamer_tf --configs=nature; --layers and --mlp_* are the 2023 sizes and are not used)",
+    )
+    p.add_argument(
+      "--source", type=pathlib.Path, default=None, help="current: the checkout (default: the one setup-reference used)"
+    )
+    p.add_argument("--blocks", type=int, default=8, help="current: the RSSM's GRU blocks (divide --deter and --units)")
+    p.add_argument("--depth", type=int, default=64, help="current: CNN depth (image tasks)")
     p.add_argument("--return_bins", type=int, default=10)
     p.add_argument("--update_bins", type=int, default=10)
     p.add_argument("--early_updates", type=int, default=200, help="finer bins over these first updates")
@@ -1220,6 +1449,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--generation=current checks the whole update (no --full needed); --own_init, --sampled, "
         "--batches and --jit_compile are for the 2023 check"
       )
+  if args.command == "replay-stats" and args.generation == "current":
+    parser.error("replay-stats reads the 2023 reference's saved replay; --generation=current has no reader yet")
+  if not check and args.generation == "current":
+    if args.reference_venv == DEFAULT_VENV:
+      args.reference_venv = DEFAULT_VENV_CURRENT
+    if (args.layers, args.mlp_layers, args.mlp_units) != (2, 5, 1024):
+      parser.error("--layers, --mlp_layers and --mlp_units are 2023 sizes; --generation=current keeps the author's")
+    if args.deter % args.blocks or args.units % args.blocks:
+      parser.error(f"--blocks={args.blocks} must divide --deter={args.deter} and --units={args.units}")
   if getattr(args, "reference_venv", "x") is None:
     args.reference_venv = DEFAULT_VENV
   if check and args.shared_inits and (args.own_init or not args.sampled):
@@ -1280,6 +1518,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{side} seed {seed}: {json.dumps(stats)}")
     print(f"wrote {args.out / 'replay_stats.json'}")
     return 0
+  if getattr(args, "generation", "2023") == "current" and args.command != "check-update":
+    args.current_missing, source = current_missing(args.reference_venv, args.source)
+    args.source = source or args.source
   extra = run_all(args) if args.command == "run" else None
   result = report(args, extra)
   expected = result["settings"]["expected_updates"]

@@ -131,9 +131,11 @@ def prefill_steps(config) -> int:
   1,087 with one (the 2023 code's collection in chunks of 100 steps rounds these up to 1,300
   and 1,100; the rounding is not carried). ``run.train_start`` is the 2023 ``train_fill``,
   in windows. With the replay context (``replay.context`` = K) a window is ``batch_length + K``
-  steps long, as in the author's current code (its replay's ``length``).
+  steps long, as in the author's current code (its replay's ``length``), and the count is still
+  ``batch_size * batch_length`` windows (its ``len(replay) < batch_size * batch_length``): 80 steps
+  for 4 x 16 with one env and K = 1.
   """
   length = int(config.replay.batch_length) + int(config.replay.context)
-  windows = max(int(config.replay.batch_size) * length, int(config.run.train_start))
+  windows = max(int(config.replay.batch_size) * int(config.replay.batch_length), int(config.run.train_start))
   envs = int(config.run.envs)
   return envs * (-(-windows // envs) + length - 1)

@@ -690,3 +690,109 @@ def test_a_one_line_change_of_the_replay_context_fails_the_current_check_at_upda
   report = _check_current(tmp_path, "--task=gym_CartPole-v1", "--context=1", "--updates=1", mutate, code=1)
   assert not report["passed"] and report["first_replay_difference"] == 0
   assert report["replay"]["updates"][0]["deter"]["outside"] > 0
+
+
+# --- run --generation=current: learning side by side with the author's current code -------------------
+
+_TINY_CURRENT = [
+  "--generation=current",
+  "--task=gym_CartPole-v1",
+  "--seeds=0",
+  "--updates=4",
+  "--deter=16",
+  "--units=16",
+  "--stoch=4",
+  "--classes=4",
+  "--batch_size=2",
+  "--batch_length=8",
+  "--train_ratio=16",
+  "--envs=1",
+  "--return_bins=2",
+  "--update_bins=2",
+  "--early_updates=2",
+  "--early_bins=2",
+  "--parallel=1",
+]
+
+
+def test_current_generation_settings_reach_both_sides(tmp_path):
+  goal_line = ["--updates=2400", "--batch_size=4", "--batch_length=16", "--train_ratio=512", "--deter=32"]
+  args = parity.parse_args(["run", *_TINY_CURRENT[:2], *goal_line, "--units=32", "--envs=1", f"--out={tmp_path}"])
+  args.source = pathlib.Path("/checkout")
+  ours = parity.ours_command(args, 1, tmp_path / "ours")
+  ref = parity.reference_command(args, 1, tmp_path / "ref")
+  assert "--configs=nature" in ours and not any("train_start" in c for c in ours)
+  overrides = dict(c[len("--override=") :].split("=", 1) for c in ours if c.startswith("--override="))
+  assert not any(k.startswith(("replay.context", "replay.online", "run.prefill")) for k in overrides)  # defaults
+  for ours_key, ref_flag in (
+    ("model.deter", r"--.*\.rssm.deter"),
+    ("model.units", r"--.*\.rssm.hidden"),
+    ("model.vector_units", r"--.*\.units"),
+    ("model.stoch", r"--.*\.rssm.stoch"),
+    ("model.classes", r"--.*\.rssm.classes"),
+    ("model.blocks", r"--.*\.rssm.blocks"),
+    ("replay.batch_size", "--batch_size"),
+    ("replay.batch_length", "--batch_length"),
+  ):
+    assert overrides[ours_key] == _flag(ref, ref_flag), ours_key
+  assert float(overrides["run.train_ratio"]) == float(_flag(ref, "--run.train_ratio")) == 512
+  assert _flag(ref, "--jax.compute_dtype") == "float32" and "--source=/checkout" in ref
+  steps = parity.total_steps(args)
+  assert f"--steps={steps}" in ours and _flag(ref, "--run.steps") == str(steps) and _flag(ref, "--run.envs") == "1"
+  # Both sides make their first update once replay holds 4 x 16 windows of 1 + 16 steps: agent step 80.
+  config = resolve_config(args.task, ["nature"], [f"{k}={v}" for k, v in overrides.items()] + ["run.envs=1"])
+  assert parity.prefill_steps(args) == prefill_steps(config) == 80
+  assert steps - 80 == 300  # 2,400 updates at 8 per agent step
+  assert parity.expected_updates(args) == {"dreamer_tf": 2400, "reference": 2401}
+  with pytest.raises(SystemExit):  # The 2023 layer sizes do not apply to the author's current code.
+    parity.parse_args(["run", *_TINY_CURRENT, "--layers=1", f"--out={tmp_path}"])
+  with pytest.raises(SystemExit):
+    parity.parse_args(["run", *_TINY_CURRENT, "--blocks=3", f"--out={tmp_path}"])
+
+
+def test_current_reference_rows_map_onto_dreamer_tf_metrics(tmp_path):
+  # The launcher's rows: a call's metrics belong to the previous update (the author's train is asynchronous).
+  rows = [{"update": 1, "agent_step": 80, "seconds": 40.0}]
+  for update in range(2, 14):
+    metrics = {"loss/vector": 0.5, "loss/rew": 5.0, "loss/con": 0.7, "loss/dyn": 1.0, "loss/rep": 2.0}
+    metrics.update({"loss/repval": 10.0, "loss/value": 3.0, "loss/policy": 0.1, "dyn_ent": 4.0, "rep_ent": 3.0})
+    metrics.update({"ent/action": 1.0, "val": 0.2, "retnorm_scale": 1.5})
+    rows.append({"update": update, "agent_step": 81, "seconds": 0.02, **metrics, "metrics_of": update - 1})
+  (tmp_path / "updates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  (tmp_path / "episodes.jsonl").write_text(json.dumps({"agent_step": 21, "score": 3.0, "length": 21}) + "\n")
+  run = parity._load_reference_current(tmp_path)
+  assert run["updates"] == 13 and run["episodes"] == [(21, 3.0)]
+  assert run["seconds_per_update"] == pytest.approx(0.02)  # The first 10 calls (compiling) left out.
+  assert run["series"]["model loss"][0] == (1.0, pytest.approx(0.5 + 5.0 + 0.7 + 1.0 + 0.1 * 2.0))
+  assert run["series"]["image/vector loss"][0][1] == 0.5
+  assert run["series"]["replay value loss"][0][1] == pytest.approx(3.0)  # after its scale 0.3, as dreamer_tf's
+  assert run["series"]["critic value"][-1] == (12.0, 0.2)
+  labels = {label for label, _, _ in parity.METRICS_CURRENT}
+  assert labels == set(run["series"]) and "replay value loss" in labels
+
+
+def test_tiny_current_side_by_side_run_writes_the_json(tmp_path):
+  out = tmp_path / "parity"
+  result = subprocess.run(
+    [sys.executable, str(_TOOLS / "parity.py"), "run", *_TINY_CURRENT, f"--out={out}"],
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+  report = json.loads((out / "parity.json").read_text())
+  assert report["settings"]["generation"] == "current" and report["settings"]["layers"] is None
+  ours = report["sides"]["dreamer_tf"]
+  assert ours["updates_per_seed"]["0"] == report["settings"]["expected_updates"]["dreamer_tf"]
+  assert ours["params"]["world_model"] > 0 and report["diagnostics"]["replay value loss"]["dreamer_tf"]["mean"]
+  assert (out / "returns.png").stat().st_size > 0 and (out / "diagnostics.png").stat().st_size > 0
+  reason, _ = parity.current_missing(parity.DEFAULT_VENV_CURRENT, None)
+  if reason:
+    assert report["skipped"]["reference"] == reason
+    assert f"reference skipped: {reason}" in result.stdout
+    pytest.skip(f"current code's side not run: {reason}")
+  ref = report["sides"]["reference"]
+  assert ref["updates_per_seed"]["0"] == report["settings"]["expected_updates"]["reference"]
+  for key in ("world_model", "actor", "critic"):  # Same sizes on both sides: the counts match exactly.
+    assert ref["params"][key] == ours["params"][key], key
+  assert report["diagnostics"]["model loss"]["reference"]["mean"]

@@ -36,6 +36,8 @@ def _stored_actions(trainer):
     (("run.envs=4",), 4 * (16 + 15)),  # 4 streams of 31 steps hold 4 x 16 windows.
     (("run.envs=3",), 3 * (22 + 15)),  # ceil(64 / 3) = 22 windows per stream.
     (("run.envs=4", "replay.batch_size=16", "replay.batch_length=64"), 4 * (256 + 63)),  # 1,276
+    # The replay context: windows of 1 + 16 steps, still 4 x 16 of them (the current code's rule).
+    (("replay.context=1",), 4 * 16 + 16),
   ],
 )
 def test_prefill_steps_is_one_batch_of_windows_or_train_start(overrides, expected):

@@ -1,0 +1,206 @@
+"""Runs the author's current DreamerV3 code (danijar/dreamerv3 e3f0224) for ``parity.py run --generation=current``.
+
+Run by the tool with the current code's venv Python; it imports nothing from dreamer_tf and copies none of
+the author's code. The first argument is the checkout (``--source=CHECKOUT``), the rest are the author's own
+flags for its ``dreamerv3/main.py`` (``--logdir DIR --task gymnasium_<id> --run.train_ratio 512 ...``): its
+``defaults`` config, its ``embodied/run/train.py`` loop, its replay (``replay_context`` 1, online), no random
+prefill. Around that unchanged script it only:
+
+* builds the logger outputs: the terminal and ``metrics.jsonl`` as the script does (without its ``scope``
+  output), plus ``episodes.jsonl`` with every finished episode (its agent step and return);
+* adds a ``gymnasium_<id>`` suite: a small adapter from the gymnasium API (``reset() -> obs, info``;
+  ``step() -> obs, reward, terminated, truncated, info``) to the author's environment interface, with the
+  observation under ``vector`` and the action under ``action`` (its own ``gym_`` suite speaks the old API);
+* times every ``Agent.train`` call and writes its seconds and agent step to ``updates.jsonl``, with the scalar
+  metrics that call returns. The author's ``train`` is asynchronous: a call returns the metrics of the
+  *previous* update, so each row names the update its metrics belong to (``metrics_of``), and the return
+  scale ``max(1, hi - lo)`` of its return normaliser after that update (read from the parameters before the
+  call; the author logs no metric for it). A call's seconds include waiting for the previous update;
+* writes the parameter counts per module (``enc``, ``dyn``, ``dec``, ``rew``, ``con``, ``pol``, ``val``) to
+  ``params.json``.
+
+Agent steps are the author's step counter (every env step of every copy, the first resets included).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+_STATE = {"step": None, "calls": 0}
+
+
+def _logdir(argv: list[str]) -> pathlib.Path:
+  for i, arg in enumerate(argv):
+    if arg == "--logdir" and i + 1 < len(argv):
+      return pathlib.Path(argv[i + 1])
+    if arg.startswith("--logdir="):
+      return pathlib.Path(arg.split("=", 1)[1])
+  raise SystemExit("error: pass --logdir DIR to the current-code launcher")
+
+
+def _scalars(metrics: dict) -> dict:
+  out = {}
+  for key, value in metrics.items():
+    value = np.asarray(value)
+    if value.ndim == 0 and np.issubdtype(value.dtype, np.number):
+      out[key] = float(value)
+  return out
+
+
+class EpisodeOutput:
+  """A logger output that appends every finished episode to ``episodes.jsonl``."""
+
+  def __init__(self, path: pathlib.Path):
+    self._path = path
+
+  def __call__(self, summaries):
+    rows, row = [], None
+    for step, name, value in summaries:
+      if name not in ("episode/score", "episode/length") or np.asarray(value).ndim:
+        continue
+      key = name.split("/", 1)[1]
+      if row is None or key in row:
+        row = {"agent_step": int(step)}
+        rows.append(row)
+      row[key] = float(value)
+    if rows:
+      with self._path.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def _gymnasium_env_class(elements, embodied):
+  import gymnasium
+
+  class GymnasiumEnv(embodied.Env):
+    """A gymnasium environment with one 1-D Box observation and a Discrete or Box action space."""
+
+    def __init__(self, name: str):
+      self._env = gymnasium.make(name)
+      self._done = True
+      obs, act = self._env.observation_space, self._env.action_space
+      if not isinstance(obs, gymnasium.spaces.Box) or len(obs.shape) != 1:
+        raise SystemExit(f"error: {name} needs a 1-D Box observation for the parity adapter, got {obs}")
+      self._obs_space = elements.Space(np.float32, obs.shape, obs.low, obs.high)
+      if isinstance(act, gymnasium.spaces.Discrete):
+        self._act_space = elements.Space(np.int32, (), 0, int(act.n))
+      elif isinstance(act, gymnasium.spaces.Box):
+        self._act_space = elements.Space(np.float32, act.shape, act.low, act.high)
+      else:
+        raise SystemExit(f"error: {name} needs a Discrete or Box action space for the parity adapter, got {act}")
+
+    @property
+    def obs_space(self):
+      return {
+        "vector": self._obs_space,
+        "reward": elements.Space(np.float32),
+        "is_first": elements.Space(bool),
+        "is_last": elements.Space(bool),
+        "is_terminal": elements.Space(bool),
+      }
+
+    @property
+    def act_space(self):
+      return {"action": self._act_space, "reset": elements.Space(bool)}
+
+    def step(self, action):
+      if action["reset"] or self._done:
+        self._done = False
+        obs, _ = self._env.reset()
+        return self._obs(obs, 0.0, is_first=True)
+      act = action["action"]
+      act = int(act) if self._act_space.discrete else np.asarray(act, np.float32)
+      obs, reward, terminated, truncated, _ = self._env.step(act)
+      self._done = bool(terminated or truncated)
+      return self._obs(obs, reward, is_last=self._done, is_terminal=bool(terminated))
+
+    def _obs(self, obs, reward, is_first=False, is_last=False, is_terminal=False):
+      return {
+        "vector": np.asarray(obs, np.float32),
+        "reward": np.float32(reward),
+        "is_first": is_first,
+        "is_last": is_last,
+        "is_terminal": is_terminal,
+      }
+
+    def close(self):
+      self._env.close()
+
+  return GymnasiumEnv
+
+
+def _param_counts(params: dict) -> dict:
+  """Trainable parameters per module (the slow value copy, the normalisers and the optimizer left out)."""
+  counts = {}
+  for name, value in params.items():
+    module = name.split("/", 1)[0]
+    if module in ("enc", "dyn", "dec", "rew", "con", "pol", "val"):
+      counts[module] = counts.get(module, 0) + int(np.prod(value.shape))
+  counts["world_model"] = sum(counts.get(k, 0) for k in ("enc", "dyn", "dec", "rew", "con"))
+  counts["actor"], counts["critic"] = counts.get("pol", 0), counts.get("val", 0)
+  return counts
+
+
+def main(argv: list[str]) -> None:
+  if not argv or not argv[0].startswith("--source="):
+    raise SystemExit("error: the first argument is --source=CHECKOUT (danijar/dreamerv3 at e3f0224)")
+  source, argv = pathlib.Path(argv[0].split("=", 1)[1]).resolve(), argv[1:]
+  logdir = _logdir(argv)
+  logdir.mkdir(parents=True, exist_ok=True)
+  sys.path.insert(0, str(source))
+  import elements
+  import embodied
+  import embodied.jax
+  from dreamerv3 import main as script
+
+  def make_logger(config):
+    step = elements.Counter()
+    _STATE["step"] = step
+    outputs = [
+      elements.logger.TerminalOutput(config.logger.filter, "Agent"),
+      elements.logger.JSONLOutput(config.logdir, "metrics.jsonl"),
+      EpisodeOutput(logdir / "episodes.jsonl"),
+    ]
+    return elements.Logger(step, outputs, 1)
+
+  original_make_env = script.make_env
+
+  def make_env(config, index, **overrides):
+    suite, task = config.task.split("_", 1)
+    if suite != "gymnasium":
+      return original_make_env(config, index, **overrides)
+    return script.wrap_env(_gymnasium_env_class(elements, embodied)(task), config)
+
+  original_train = embodied.jax.Agent.train
+  updates_path = logdir / "updates.jsonl"
+
+  @functools.wraps(original_train)
+  def train(self, carry, data):
+    start = time.perf_counter()
+    # The normaliser after the previous update (waits for it, as the call itself would for its metrics).
+    lo, hi = (float(np.asarray(self.params[f"retnorm/{k}/value"])) for k in ("lo", "hi"))
+    carry, outs, mets = original_train(self, carry, data)
+    seconds = time.perf_counter() - start
+    _STATE["calls"] += 1
+    row = {"update": _STATE["calls"], "agent_step": int(_STATE["step"]), "seconds": seconds}
+    if mets:
+      row.update(_scalars(mets), metrics_of=_STATE["calls"] - 1, retnorm_scale=max(1.0, hi - lo))
+    with updates_path.open("a") as f:
+      f.write(json.dumps(row) + "\n")
+    if _STATE["calls"] == 1:
+      (logdir / "params.json").write_text(json.dumps(_param_counts(self.params)))
+    return carry, outs, mets
+
+  script.make_logger = make_logger
+  script.make_env = make_env
+  embodied.jax.Agent.train = train
+  script.main(argv)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
