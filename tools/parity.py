@@ -397,10 +397,16 @@ def ours_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> l
       "error: this dreamer_tf ties the vector encoder/decoder to model.layers/units; pass "
       f"--mlp_layers={args.layers} --mlp_units={args.units} or update dreamer_tf (issue 12, point 2)"
     )
+  return _main_command(args, seed, logdir, overrides)
+
+
+def _main_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path, overrides: dict, *configs: str):
+  """``python -m dreamer_tf.main`` for one seed of the run: its task, steps, envs and ``--override``s."""
   return [
     _ours_python(),
     "-m",
     "dreamer_tf.main",
+    *[f"--configs={c}" for c in configs],
     f"--env={args.task}",
     f"--logdir={logdir}",
     f"--seed={seed}",
@@ -437,20 +443,7 @@ def _ours_command_current(args: argparse.Namespace, seed: int, logdir: pathlib.P
   }
   if args.jit_compile:
     overrides["run.jit_compile"] = "true"
-  return [
-    _ours_python(),
-    "-m",
-    "dreamer_tf.main",
-    "--configs=nature",
-    f"--env={args.task}",
-    f"--logdir={logdir}",
-    f"--seed={seed}",
-    f"--steps={total_steps(args)}",
-    f"--envs={args.envs}",
-    "--eval_every=0",
-    "--checkpoint_every_secs=1e9",
-    *[f"--override={k}={v}" for k, v in overrides.items()],
-  ]
+  return _main_command(args, seed, logdir, overrides, "nature")
 
 
 def _reference_command_current(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> list[str]:

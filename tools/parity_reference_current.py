@@ -31,6 +31,7 @@ import sys
 import time
 
 import numpy as np
+from parity_gym_adapter import gymnasium_env_class
 
 _STATE = {"step": None, "calls": 0}
 
@@ -74,66 +75,6 @@ class EpisodeOutput:
         f.writelines(json.dumps(r) + "\n" for r in rows)
 
 
-def _gymnasium_env_class(elements, embodied):
-  import gymnasium
-
-  class GymnasiumEnv(embodied.Env):
-    """A gymnasium environment with one 1-D Box observation and a Discrete or Box action space."""
-
-    def __init__(self, name: str):
-      self._env = gymnasium.make(name)
-      self._done = True
-      obs, act = self._env.observation_space, self._env.action_space
-      if not isinstance(obs, gymnasium.spaces.Box) or len(obs.shape) != 1:
-        raise SystemExit(f"error: {name} needs a 1-D Box observation for the parity adapter, got {obs}")
-      self._obs_space = elements.Space(np.float32, obs.shape, obs.low, obs.high)
-      if isinstance(act, gymnasium.spaces.Discrete):
-        self._act_space = elements.Space(np.int32, (), 0, int(act.n))
-      elif isinstance(act, gymnasium.spaces.Box):
-        self._act_space = elements.Space(np.float32, act.shape, act.low, act.high)
-      else:
-        raise SystemExit(f"error: {name} needs a Discrete or Box action space for the parity adapter, got {act}")
-
-    @property
-    def obs_space(self):
-      return {
-        "vector": self._obs_space,
-        "reward": elements.Space(np.float32),
-        "is_first": elements.Space(bool),
-        "is_last": elements.Space(bool),
-        "is_terminal": elements.Space(bool),
-      }
-
-    @property
-    def act_space(self):
-      return {"action": self._act_space, "reset": elements.Space(bool)}
-
-    def step(self, action):
-      if action["reset"] or self._done:
-        self._done = False
-        obs, _ = self._env.reset()
-        return self._obs(obs, 0.0, is_first=True)
-      act = action["action"]
-      act = int(act) if self._act_space.discrete else np.asarray(act, np.float32)
-      obs, reward, terminated, truncated, _ = self._env.step(act)
-      self._done = bool(terminated or truncated)
-      return self._obs(obs, reward, is_last=self._done, is_terminal=bool(terminated))
-
-    def _obs(self, obs, reward, is_first=False, is_last=False, is_terminal=False):
-      return {
-        "vector": np.asarray(obs, np.float32),
-        "reward": np.float32(reward),
-        "is_first": is_first,
-        "is_last": is_last,
-        "is_terminal": is_terminal,
-      }
-
-    def close(self):
-      self._env.close()
-
-  return GymnasiumEnv
-
-
 def _param_counts(params: dict) -> dict:
   """Trainable parameters per module (the slow value copy, the normalisers and the optimizer left out)."""
   counts = {}
@@ -174,7 +115,7 @@ def main(argv: list[str]) -> None:
     suite, task = config.task.split("_", 1)
     if suite != "gymnasium":
       return original_make_env(config, index, **overrides)
-    return script.wrap_env(_gymnasium_env_class(elements, embodied)(task), config)
+    return script.wrap_env(gymnasium_env_class(embodied.Env, elements.Space)(task), config)
 
   original_train = embodied.jax.Agent.train
   updates_path = logdir / "updates.jsonl"
