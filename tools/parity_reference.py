@@ -30,27 +30,9 @@ import sys
 import time
 
 import numpy as np
-from parity_gym_adapter import gymnasium_env_class
+from parity_launcher_lib import gymnasium_env_class, logdir_of, scalars
 
 _STATE = {"step": None, "updates": 0}
-
-
-def _logdir(argv: list[str]) -> pathlib.Path:
-  for i, arg in enumerate(argv):
-    if arg == "--logdir" and i + 1 < len(argv):
-      return pathlib.Path(argv[i + 1])
-    if arg.startswith("--logdir="):
-      return pathlib.Path(arg.split("=", 1)[1])
-  raise SystemExit("error: pass --logdir DIR to the reference launcher")
-
-
-def _scalars(metrics: dict) -> dict:
-  out = {}
-  for key, value in metrics.items():
-    value = np.asarray(value)
-    if value.ndim == 0 and np.issubdtype(value.dtype, np.number):
-      out[key] = float(value)
-  return out
 
 
 class EpisodeOutput:
@@ -75,7 +57,7 @@ class EpisodeOutput:
 
 
 def main(argv: list[str]) -> None:
-  logdir = _logdir(argv)
+  logdir = logdir_of(argv, "reference launcher")
   logdir.mkdir(parents=True, exist_ok=True)
   import dreamerv3  # noqa: F401  (puts the reference's embodied package on sys.path)
   import embodied
@@ -113,7 +95,7 @@ def main(argv: list[str]) -> None:
     seconds = time.perf_counter() - start
     _STATE["updates"] += 1
     row = {"update": _STATE["updates"], "agent_step": int(_STATE["step"]), "seconds": seconds}
-    row.update(_scalars(mets))
+    row.update(scalars(mets))
     bounds = {}
     for name, value in self.varibs.items():
       match = re.search(r"retnorm[^/]*/(low|high)(/value)?$", name)

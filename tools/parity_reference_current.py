@@ -31,27 +31,9 @@ import sys
 import time
 
 import numpy as np
-from parity_gym_adapter import gymnasium_env_class
+from parity_launcher_lib import gymnasium_env_class, logdir_of, scalars
 
 _STATE = {"step": None, "calls": 0}
-
-
-def _logdir(argv: list[str]) -> pathlib.Path:
-  for i, arg in enumerate(argv):
-    if arg == "--logdir" and i + 1 < len(argv):
-      return pathlib.Path(argv[i + 1])
-    if arg.startswith("--logdir="):
-      return pathlib.Path(arg.split("=", 1)[1])
-  raise SystemExit("error: pass --logdir DIR to the current-code launcher")
-
-
-def _scalars(metrics: dict) -> dict:
-  out = {}
-  for key, value in metrics.items():
-    value = np.asarray(value)
-    if value.ndim == 0 and np.issubdtype(value.dtype, np.number):
-      out[key] = float(value)
-  return out
 
 
 class EpisodeOutput:
@@ -91,7 +73,7 @@ def main(argv: list[str]) -> None:
   if not argv or not argv[0].startswith("--source="):
     raise SystemExit("error: the first argument is --source=CHECKOUT (danijar/dreamerv3 at e3f0224)")
   source, argv = pathlib.Path(argv[0].split("=", 1)[1]).resolve(), argv[1:]
-  logdir = _logdir(argv)
+  logdir = logdir_of(argv, "current-code launcher")
   logdir.mkdir(parents=True, exist_ok=True)
   sys.path.insert(0, str(source))
   import elements
@@ -130,7 +112,7 @@ def main(argv: list[str]) -> None:
     _STATE["calls"] += 1
     row = {"update": _STATE["calls"], "agent_step": int(_STATE["step"]), "seconds": seconds}
     if mets:
-      row.update(_scalars(mets), metrics_of=_STATE["calls"] - 1, retnorm_scale=max(1.0, hi - lo))
+      row.update(scalars(mets), metrics_of=_STATE["calls"] - 1, retnorm_scale=max(1.0, hi - lo))
     with updates_path.open("a") as f:
       f.write(json.dumps(row) + "\n")
     if _STATE["calls"] == 1:

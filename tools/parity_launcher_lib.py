@@ -1,11 +1,34 @@
-"""The gymnasium adapter of both reference launchers (run inside the reference venvs, not dreamer_tf's).
+"""Shared by both reference launchers (run inside the reference venvs, not dreamer_tf's): their
+command-line logdir, scalar metrics and gymnasium adapter.
 
 The author's ``gym_`` suites speak the old gym API (reset returns the observation, step returns 4
 values); this wraps a gymnasium task as the author's ``embodied.Env`` instead. The 2023 code's
 ``Space`` is ``embodied.Space``, the current code's ``elements.Space``: the caller passes its own.
 """
 
+import pathlib
+
 import numpy as np
+
+
+def logdir_of(argv: list[str], launcher: str) -> pathlib.Path:
+  """The ``--logdir DIR`` (or ``--logdir=DIR``) of the author's command line; one-line exit without it."""
+  for i, arg in enumerate(argv):
+    if arg == "--logdir" and i + 1 < len(argv):
+      return pathlib.Path(argv[i + 1])
+    if arg.startswith("--logdir="):
+      return pathlib.Path(arg.split("=", 1)[1])
+  raise SystemExit(f"error: pass --logdir DIR to the {launcher}")
+
+
+def scalars(metrics: dict) -> dict:
+  """The numeric scalar entries of a metrics dict, as floats."""
+  out = {}
+  for key, value in metrics.items():
+    value = np.asarray(value)
+    if value.ndim == 0 and np.issubdtype(value.dtype, np.number):
+      out[key] = float(value)
+  return out
 
 
 def gymnasium_env_class(env_base, space):
