@@ -778,11 +778,17 @@ def load_reference(logdir: pathlib.Path, args: argparse.Namespace) -> dict:
       value = _metric(row, key, _REF_LOSS, "")
       if value is not None:
         series[label].append((float(row["update"]), value))
-  timed = [r["seconds"] for r in rows if r["update"] > WARMUP_UPDATES]
   params = {}
   if (logdir / "params.json").exists():
     names = {"model_opt": "world_model", "actor_opt": "actor", "critic_opt": "critic"}
     params = {names.get(k, k): v for k, v in json.loads((logdir / "params.json").read_text()).items()}
+  return _reference_run(episodes, series, rows, params)
+
+
+def _reference_run(episodes: list, series: dict, rows: list[dict], params: dict) -> dict:
+  """A reference run's summary: its episodes and metric series, update count and seconds per update
+  (the first ``WARMUP_UPDATES`` calls, which compile, left out)."""
+  timed = [r["seconds"] for r in rows if r["update"] > WARMUP_UPDATES]
   return {
     "episodes": episodes,
     "series": series,
@@ -806,16 +812,8 @@ def _load_reference_current(logdir: pathlib.Path) -> dict:
       value = _metric_current(row, key)
       if value is not None:
         series[label].append((float(row["metrics_of"]), value))
-  timed = [r["seconds"] for r in rows if r["update"] > WARMUP_UPDATES]
   params = json.loads((logdir / "params.json").read_text()) if (logdir / "params.json").exists() else {}
-  return {
-    "episodes": episodes,
-    "series": series,
-    "updates": int(rows[-1]["update"]) if rows else 0,
-    "seconds_per_update": float(np.mean(timed)) if timed else None,
-    "first_update_seconds": rows[0]["seconds"] if rows else None,
-    "params": params,
-  }
+  return _reference_run(episodes, series, rows, params)
 
 
 def ours_params(args: argparse.Namespace) -> dict:
