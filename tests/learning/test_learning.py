@@ -23,7 +23,10 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
+import concurrent.futures
+import json
 import pathlib
+import subprocess
 import sys
 import tempfile
 import time
@@ -107,30 +110,74 @@ def train_and_compare(
   return {"sampled": mean(sampled), "greedy": mean(greedy), "random": random_return}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("env", [ENV, CONTINUOUS_ENV], ids=["discrete", "continuous"])
-def test_policy_beats_random_on_goal_line(tmp_path, env):
-  """Discrete actions train the actor with REINFORCE, continuous ones by dynamics backpropagation."""
-  returns = train_and_compare(seed=0, logdir=tmp_path / "run", env=env)
-  print(f"{env} after {STEPS} steps: " + ", ".join(f"{k} {v:.2f}" for k, v in returns.items()))
+# The four runs are independent processes, at most two at a time with one CPU thread each: on the 2-core CI
+# machine a tiny XLA update is bound by per-op overhead on one thread, so two side by side take about the
+# time of one, and a run does not share its process's state with the other tests.
+RUNS = {
+  "test_policy_beats_random_on_goal_line[discrete]": (ENV, False),
+  "test_policy_beats_random_on_goal_line[continuous]": (CONTINUOUS_ENV, False),
+  "test_nature_policy_beats_random_on_goal_line[discrete]": (ENV, True),
+  "test_nature_policy_beats_random_on_goal_line[continuous]": (CONTINUOUS_ENV, True),
+}
+PARALLEL_RUNS = 2
+ONE_THREAD = {
+  "TF_NUM_INTRAOP_THREADS": "1",
+  "TF_NUM_INTEROP_THREADS": "1",
+  "OMP_NUM_THREADS": "1",
+  "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+
+
+def _run_in_subprocess(env: str, nature: bool, out_dir: pathlib.Path) -> dict[str, float]:
+  """Runs this file's ``__main__`` for seed 0 in its own process; returns its sampled, greedy and random returns."""
+  out_dir.mkdir(parents=True, exist_ok=True)
+  result = out_dir / "returns.json"
+  cmd = [sys.executable, __file__, "--seed=0", f"--env={env}", f"--logdir={out_dir / 'run'}", f"--json={result}"]
+  cmd += ["--nature"] if nature else []
+  proc = subprocess.run(cmd, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True)
+  if proc.returncode or not result.exists():
+    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+    raise AssertionError(f"the learning run {' '.join(cmd)} failed (exit {proc.returncode}):\n{tail}")
+  return json.loads(result.read_text())
+
+
+@pytest.fixture(scope="module")
+def learning_runs(request, tmp_path_factory):
+  """Starts the selected learning runs, ``PARALLEL_RUNS`` at a time; ``{test name: future of its returns}``."""
+  selected = [item.name for item in request.session.items if item.name in RUNS and item.module.__file__ == __file__]
+  # The slowest (the current generation's) first, so that the two lanes end close together.
+  selected.sort(key=lambda name: not RUNS[name][1])
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_RUNS)
+  root = tmp_path_factory.mktemp("learning")
+  futures = {
+    name: pool.submit(_run_in_subprocess, *RUNS[name], root / name.replace("[", "_").rstrip("]")) for name in selected
+  }
+  yield futures
+  pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_margin(request, learning_runs, label: str):
+  returns = learning_runs[request.node.name].result()
+  print(f"{label} after {STEPS} steps: " + ", ".join(f"{k} {v:.2f}" for k, v in returns.items()))
   for mode in ("sampled", "greedy"):
     assert returns[mode] >= returns["random"] + MARGIN, (
-      f"{env}: after {STEPS} steps the {mode} policy's mean return {returns[mode]:.2f} over {EPISODES} episodes "
+      f"{label}: after {STEPS} steps the {mode} policy's mean return {returns[mode]:.2f} over {EPISODES} episodes "
       f"is not at least {MARGIN} above the random policy's {returns['random']:.2f}"
     )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("env", [ENV, CONTINUOUS_ENV], ids=["discrete", "continuous"])
-def test_nature_policy_beats_random_on_goal_line(tmp_path, env):
+def test_policy_beats_random_on_goal_line(request, learning_runs, env):
+  """Discrete actions train the actor with REINFORCE, continuous ones by dynamics backpropagation."""
+  _check_margin(request, learning_runs, env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", [ENV, CONTINUOUS_ENV], ids=["discrete", "continuous"])
+def test_nature_policy_beats_random_on_goal_line(request, learning_runs, env):
   """The current generation (--configs=nature,debug) learns the same tasks within the same budget."""
-  returns = train_and_compare(seed=0, logdir=tmp_path / "run", env=env, presets=NATURE_PRESETS)
-  print(f"nature {env} after {STEPS} steps: " + ", ".join(f"{k} {v:.2f}" for k, v in returns.items()))
-  for mode in ("sampled", "greedy"):
-    assert returns[mode] >= returns["random"] + MARGIN, (
-      f"nature {env}: after {STEPS} steps the {mode} policy's mean return {returns[mode]:.2f} over {EPISODES} "
-      f"episodes is not at least {MARGIN} above the random policy's {returns['random']:.2f}"
-    )
+  _check_margin(request, learning_runs, f"nature {env}")
 
 
 if __name__ == "__main__":
@@ -141,12 +188,15 @@ if __name__ == "__main__":
   parser.add_argument("--env", default=ENV, help="e.g. gym_goal_line_env:GoalLineContinuous-v0")
   parser.add_argument("--override", action="append", default=[], help="Extra config overrides.")
   parser.add_argument("--nature", action="store_true", help="Train the current generation (--configs=nature,debug).")
+  parser.add_argument("--json", default=None, help="Also write the returns to this JSON file.")
   args = parser.parse_args()
   start = time.time()
   with tempfile.TemporaryDirectory() as tmp:
     logdir = args.logdir or pathlib.Path(tmp) / "run"
     presets = NATURE_PRESETS if args.nature else ("debug",)
     returns = train_and_compare(args.seed, logdir, args.steps, args.override, args.env, presets)
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps(returns))
   sampled, greedy, random = returns["sampled"], returns["greedy"], returns["random"]
   print(
     f"seed {args.seed}: sampled {sampled:.2f} (margin {sampled - random:+.2f}), greedy {greedy:.2f} "
