@@ -584,6 +584,16 @@ def _check_current(tmp_path, *args, code=0):
   return json.loads((out / (name or "update_check_current.json")).read_text())
 
 
+def test_only_the_reference_side_gets_xla_flags(monkeypatch):
+  """The JAX recipe for one thread (--xla_cpu_multi_thread_eigen=false) goes to the reference side only:
+  under it TensorFlow's XLA rounds some matmul columns differently (distribute.undo_single_threaded_eigen)."""
+  monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+  ours, reference = parity._run_env(1), parity._run_env(1, reference=True)
+  assert "XLA_FLAGS" not in ours
+  assert reference["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  assert ours["TF_NUM_INTRAOP_THREADS"] == ours["TF_NUM_INTEROP_THREADS"] == reference["OMP_NUM_THREADS"] == "1"
+
+
 @pytest.mark.parametrize("task", ["gym_CartPole-v1", "gym_Pendulum-v1"], ids=["discrete", "continuous"])
 def test_current_update_matches_the_author_code_number_for_number(tmp_path, task):
   report = _check_current(tmp_path, f"--task={task}", "--updates=4")
