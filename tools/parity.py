@@ -34,7 +34,8 @@ checkout of danijar/dreamerv3 at e3f0224, in a venv of its own (Python 3.11, jax
   python tools/parity.py check-update --generation=current --task=gym_CartPole-v1 --out=DIR
 
 (``tools/parity_update_current.py``: the whole update, world model, imagination, actor, critic, replay
-value loss and the one optimizer, number for number.) Learning side by side with it::
+value loss and the one optimizer, number for number; ``--jit_compile`` compiles dreamer_tf's update with XLA.)
+Learning side by side with it::
 
   python tools/parity.py run --generation=current --task=gym_goal_line_env:GoalLine-v0 --pythonpath=tests/learning \\
       --jit_compile --seeds=0,1,2 --updates=8000 --train_ratio=512 --envs=1 --batch_size=4 --batch_length=16 \\
@@ -1445,10 +1446,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       args.reference_venv = DEFAULT_VENV_CURRENT
     if not current and (args.source or args.save_at or args.mutate or args.context):
       parser.error("--source, --save_at, --mutate and --context go with --generation=current")
-    if current and (args.own_init or args.sampled or args.batches != 1 or args.jit_compile or args.full):
+    if current and (args.own_init or args.sampled or args.batches != 1 or args.full):
       parser.error(
-        "--generation=current checks the whole update (no --full needed); --own_init, --sampled, "
-        "--batches and --jit_compile are for the 2023 check"
+        "--generation=current checks the whole update (no --full needed); --own_init, --sampled "
+        "and --batches are for the 2023 check"
       )
   if args.command == "replay-stats" and args.generation == "current":
     parser.error("replay-stats reads the 2023 reference's saved replay; --generation=current has no reader yet")
