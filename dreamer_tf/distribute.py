@@ -20,7 +20,9 @@ See ``docs/distributed.md`` for the command lines of each set-up.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -31,6 +33,49 @@ from tf_agents.agents import tf_agent
 from dreamer_tf.errors import UserError
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+_log = logging.getLogger(__name__)
+
+# An XLA flag (a common recipe for one CPU thread under JAX) under which TensorFlow 2.15's XLA rounds the
+# last ``n % 16`` output columns of a CPU matmul differently from the others: see undo_single_threaded_eigen.
+_SINGLE_THREADED_EIGEN = re.compile(r"^--xla_cpu_multi_thread_eigen=(false|0)$", re.IGNORECASE)
+
+
+def undo_single_threaded_eigen(environ=os.environ) -> str | None:
+  """Turns ``--xla_cpu_multi_thread_eigen=false`` in ``XLA_FLAGS`` into ``=true`` (XLA's default) before XLA
+  first reads them.
+
+  Under that flag TensorFlow 2.15's XLA computes the last ``n % 16`` output columns of a CPU matmul
+  (15 of the symexp twohot heads' 255 bins) with a different rounding than the others, so identical
+  weight columns give logits that differ in the last bit. The current generation's reward and critic heads
+  keep every far bin's column identical (their output layers start at zero and those bins get the
+  same gradient), and their prediction ``sum(probs * bins)`` with bins up to 4.9e8 turns those bits
+  into errors of up to about 1 (their weights then drift apart as well): the imagined rewards and
+  returns spread and the return normaliser's scale grows (docs/parity.md section f). Without the
+  flag XLA runs its matmuls on TensorFlow's intra-op thread pool (``TF_NUM_INTRAOP_THREADS``).
+  XLA reads ``XLA_FLAGS`` once, at its first compilation: this must run before that. The flag is replaced,
+  not removed: XLA reads ``XLA_FLAGS`` as a file name when its first word does not start with ``--`` (the
+  JAX recipe's second word, ``intra_op_parallelism_threads=1``, would be left first).
+
+  Args:
+    environ: The environment to change (the process's).
+
+  Returns:
+    The replaced flag, or None when ``XLA_FLAGS`` did not hold it.
+  """
+  flags = environ.get("XLA_FLAGS", "").split()
+  found = [f for f in flags if _SINGLE_THREADED_EIGEN.match(f)]
+  if not found:
+    return None
+  multi = "--xla_cpu_multi_thread_eigen=true"
+  environ["XLA_FLAGS"] = " ".join(multi if _SINGLE_THREADED_EIGEN.match(f) else f for f in flags)
+  _log.warning(
+    "XLA_FLAGS: %s replaced by %s: under it TensorFlow's XLA rounds some matmul output columns differently and "
+    "the symexp twohot heads' predictions go wrong; XLA runs on TF_NUM_INTRAOP_THREADS threads either way",
+    found[0],
+    multi,
+  )
+  return found[0]
 
 
 def split_cpu(num_devices: int) -> list:
@@ -227,12 +272,15 @@ def distributed_train_fn(strategy: tf.distribute.Strategy, agent, jit_compile: b
   ``LossInfo`` whose ``loss`` and ``extra`` scalars are the MEAN over replicas (every loss term
   is a per-replica mean over equally sized slices, so that is the global-batch mean). With
   ``jit_compile`` each replica's step is compiled with XLA (required on TPUs, which compile
-  every step anyway).
+  every step anyway), and ``--xla_cpu_multi_thread_eigen=false`` in ``XLA_FLAGS`` becomes ``=true``
+  (:func:`undo_single_threaded_eigen`).
   """
 
   def replica_step(batch):
     return agent.train(batch)
 
+  if jit_compile:
+    undo_single_threaded_eigen()
   if strategy.num_replicas_in_sync == 1 and not _multi_worker(strategy) and not is_tpu(strategy):
     return tf.function(agent.train, jit_compile=bool(jit_compile))
   if jit_compile and not is_tpu(strategy):

@@ -34,7 +34,8 @@ checkout of danijar/dreamerv3 at e3f0224, in a venv of its own (Python 3.11, jax
   python tools/parity.py check-update --generation=current --task=gym_CartPole-v1 --out=DIR
 
 (``tools/parity_update_current.py``: the whole update, world model, imagination, actor, critic, replay
-value loss and the one optimizer, number for number.) Learning side by side with it::
+value loss and the one optimizer, number for number; ``--jit_compile`` compiles dreamer_tf's update with XLA.)
+Learning side by side with it::
 
   python tools/parity.py run --generation=current --task=gym_goal_line_env:GoalLine-v0 --pythonpath=tests/learning \\
       --jit_compile --seeds=0,1,2 --updates=8000 --train_ratio=512 --envs=1 --batch_size=4 --batch_length=16 \\
@@ -43,6 +44,8 @@ value loss and the one optimizer, number for number.) Learning side by side with
 runs the author's own ``dreamerv3/main.py`` train loop with its ``defaults`` config and these sizes
 (``tools/parity_reference_current.py``) against ``python -m dreamer_tf.main --configs=nature`` with the same
 overrides; every layer count, the optimizer, replay context and online replay stay each side's defaults.
+Each run gets ``threads`` CPU threads (``OMP_NUM_THREADS``, ``TF_NUM_INTRAOP_THREADS``,
+``TF_NUM_INTEROP_THREADS``); only the reference side gets JAX's ``XLA_FLAGS`` for them (``_run_env``).
 """
 
 from __future__ import annotations
@@ -559,7 +562,14 @@ def reference_missing(venv: pathlib.Path) -> str | None:
 # --- running -------------------------------------------------------------------------------------
 
 
-def _run_env(threads: int, pythonpath: Sequence[pathlib.Path] = ()) -> dict:
+def _run_env(threads: int, pythonpath: Sequence[pathlib.Path] = (), reference: bool = False) -> dict:
+  """The environment of a run's process: ``threads`` CPU threads, the task's ``pythonpath``.
+
+  dreamer_tf's side is limited by TensorFlow's thread pools (its XLA-compiled step runs on the intra-op
+  pool). Only the reference side (JAX) gets ``XLA_FLAGS``: with ``--xla_cpu_multi_thread_eigen=false``
+  TensorFlow 2.15's XLA rounds the last ``255 % 16`` output columns of a matmul differently from the
+  others, and the symexp twohot heads' predictions part by up to about 1 (docs/parity.md section f).
+  """
   env = _ref_env()
   if pythonpath:  # Both sides import the task's own module (gym_<module>:<id>) from there.
     env["PYTHONPATH"] = os.pathsep.join(str(pathlib.Path(p).resolve()) for p in pythonpath)
@@ -567,10 +577,11 @@ def _run_env(threads: int, pythonpath: Sequence[pathlib.Path] = ()) -> dict:
     OMP_NUM_THREADS=str(threads),
     TF_NUM_INTRAOP_THREADS=str(threads),
     TF_NUM_INTEROP_THREADS=str(threads),
-    XLA_FLAGS=(
-      f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} intra_op_parallelism_threads={threads}"
-    ),
   )
+  env.pop("XLA_FLAGS", None)
+  if reference:
+    eigen = "true" if threads > 1 else "false"
+    env["XLA_FLAGS"] = f"--xla_cpu_multi_thread_eigen={eigen} intra_op_parallelism_threads={threads}"
   return env
 
 
@@ -599,7 +610,7 @@ def run_all(args: argparse.Namespace) -> dict:
       build = ours_command if side == OURS else reference_command
       jobs.append((side, seed, logdir, build(args, seed, logdir)))
   running = []
-  env = _run_env(args.threads, args.pythonpath)
+  envs = {side: _run_env(args.threads, args.pythonpath, reference=side == REFERENCE) for side in SIDES}
   while jobs or running:
     while jobs and len(running) < args.parallel:
       side, seed, logdir, cmd = jobs.pop(0)
@@ -617,7 +628,7 @@ def run_all(args: argparse.Namespace) -> dict:
         (logdir / "source.json").write_text(json.dumps(_source_state()) + "\n")
       log = (logdir / "stdout.log").open("w")
       print(f"start {side} seed {seed}: {shlex.join(cmd)}", flush=True)
-      proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+      proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=envs[side], cwd=REPO)
       running.append((side, seed, logdir, proc, log, time.time()))
     time.sleep(2)
     for item in list(running):
@@ -1435,10 +1446,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       args.reference_venv = DEFAULT_VENV_CURRENT
     if not current and (args.source or args.save_at or args.mutate or args.context):
       parser.error("--source, --save_at, --mutate and --context go with --generation=current")
-    if current and (args.own_init or args.sampled or args.batches != 1 or args.jit_compile or args.full):
+    if current and (args.own_init or args.sampled or args.batches != 1 or args.full):
       parser.error(
-        "--generation=current checks the whole update (no --full needed); --own_init, --sampled, "
-        "--batches and --jit_compile are for the 2023 check"
+        "--generation=current checks the whole update (no --full needed); --own_init, --sampled "
+        "and --batches are for the 2023 check"
       )
   if args.command == "replay-stats" and args.generation == "current":
     parser.error("replay-stats reads the 2023 reference's saved replay; --generation=current has no reader yet")
@@ -1493,7 +1504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
     import parity_update_current
 
-    return parity_update_current.check_update(args, args.reference_venv / "bin" / "python", _run_env(1))
+    return parity_update_current.check_update(args, args.reference_venv / "bin" / "python", _run_env(1, reference=True))
   if args.command == "check-update":
     reason = reference_missing(args.reference_venv)
     if reason:
@@ -1502,7 +1513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
     import parity_update
 
-    return parity_update.check_update(args, args.reference_venv / "bin" / "python", _run_env(1))
+    return parity_update.check_update(args, args.reference_venv / "bin" / "python", _run_env(1, reference=True))
   if args.command == "replay-stats":
     for side, runs in replay_report(args).items():
       for seed, stats in runs.items():

@@ -33,8 +33,14 @@ first update (the warm-up reads the count before it moves) and ``4e-5 * (t - 1) 
 parameters move by about ``1e-8`` per update: their changes, not their values, are compared, with
 ``atol`` scaled by each array's largest change.
 
+With ``--jit_compile`` dreamer_tf's update is compiled by XLA, as ``run.jit_compile`` compiles its train step.
+The reference process rounds the author's twohot products before their mirrored pairs are added
+(``parity_reference_current_update.py``), so its zero-initialised heads predict 0; compiled, dreamer_tf's
+mirrored sum keeps XLA's fused multiply-adds and they predict about -0.16 (``imag_value``, ``advantage`` and
+``actor_loss`` then differ from update 0, section e of docs/parity.md).
+
   python tools/parity.py check-update --generation=current --source=CHECKOUT --task=gym_CartPole-v1 \\
-      --updates=10 [--context=1] --out=DIR
+      --updates=10 [--context=1] [--jit_compile] --out=DIR
 """
 
 from __future__ import annotations
@@ -233,7 +239,13 @@ def run_ours(args, batch: dict, actions: int, params: dict, save_at) -> tuple[li
 
     agent.split_context = mutated
 
-  @tf.function
+  jit_compile = bool(getattr(args, "jit_compile", False))  # --jit_compile: as run.jit_compile does.
+  if jit_compile:
+    from dreamer_tf.distribute import undo_single_threaded_eigen
+
+    undo_single_threaded_eigen()  # As distributed_train_fn does, before XLA reads XLA_FLAGS.
+
+  @tf.function(jit_compile=jit_compile)
   def update(experience):
     return agent._train(experience).extra
 
@@ -393,7 +405,7 @@ def check_update(args: argparse.Namespace, reference_python: pathlib.Path, env: 
     settings={
       k: getattr(args, k)
       for k in (*SIZE_ARGS, "batch_size", "batch_length", "seed", "updates", "agree", "rtol", "atol")
-      + ("state_rtol", "state_atol", "state_agree", "save_at", "mutate", "context")
+      + ("state_rtol", "state_atol", "state_agree", "save_at", "mutate", "context", "jit_compile")
     },
     reference_source=str(args.source),
     terminations_in_batch=int(batch["is_terminal"].sum()),

@@ -135,6 +135,43 @@ def test_tpu_path_compiles_with_xla_on_cpu():
   assert all(np.all(np.isfinite(v.numpy())) for v in state.values())
 
 
+# XLA_FLAGS under run.jit_compile (issue 19).
+
+
+@pytest.mark.parametrize(
+  "flags, kept, replaced",
+  [
+    (
+      "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+      "--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=1",  # Still "--" first: not a file name.
+      True,
+    ),
+    (
+      "--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=0",
+      "--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=true",
+      True,
+    ),
+    ("--xla_cpu_multi_thread_eigen=true", "--xla_cpu_multi_thread_eigen=true", False),
+    (None, None, False),
+  ],
+)
+def test_the_single_threaded_eigen_flag_is_replaced_and_every_other_flag_kept(flags, kept, replaced):
+  environ = {} if flags is None else {"XLA_FLAGS": flags}
+  assert (distribute.undo_single_threaded_eigen(environ) is not None) == replaced
+  assert environ.get("XLA_FLAGS") == kept
+
+
+def test_a_jit_compiled_twohot_head_keeps_identical_bins_identical_under_single_threaded_eigen():
+  """With XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (the JAX recipe for one CPU thread), TensorFlow 2.15's
+  XLA rounded the last 255 % 16 = 15 output columns of a matmul differently: a symexp twohot head's identical
+  far bins got different logits and its prediction moved by 0.5 rms against plain TensorFlow (the return
+  scale of docs/parity.md section f). distributed_train_fn sets it to true before XLA reads it."""
+  flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"  # tools/parity.py's, for JAX
+  result = _run_script(HERE / "xla_twohot_check.py", XLA_FLAGS=flags)
+  assert result["unequal_far_bins"] == []
+  assert result["rms_difference"] < 0.15  # The mirrored pairs' fused multiply-adds leave about 0.06.
+
+
 # Mirrored and multi-worker runs (subprocesses).
 
 

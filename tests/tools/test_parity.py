@@ -584,6 +584,36 @@ def _check_current(tmp_path, *args, code=0):
   return json.loads((out / (name or "update_check_current.json")).read_text())
 
 
+def test_the_current_check_compiles_our_update_with_xla_when_asked():
+  """check-update --generation=current --jit_compile, dreamer_tf's side only (no reference venv needed): from
+  its own initial parameters, one update as a plain tf.function and one compiled by XLA. The world model's
+  losses agree; the zero-initialised critic predicts exactly 0 in the plain update and XLA's fused
+  multiply-add value (about -0.16, section e of docs/parity.md) in the compiled one: the option reaches it."""
+  args = _current_args("--task=gym_CartPole-v1", "--updates=1", "--jit_compile")
+  assert args.jit_compile
+  batch, actions = parity_update.collect_batch("CartPole-v1", args.batch_size, args.batch_length, args.seed)
+  agent = parity_update_current.build_ours(args, batch, actions)
+  orders = author_names.row_orders(agent.world_model)
+  params = {n: author_names.to_author(n, v.numpy(), orders) for n, v in author_names.agent_names(agent).items()}
+  compiled, _, _ = parity_update_current.run_ours(args, batch, actions, params, set())
+  args.jit_compile = False
+  plain, _, _ = parity_update_current.run_ours(args, batch, actions, params, set())
+  for name in ("vector_loss", "reward_loss", "cont_loss", "dyn_loss", "critic_loss", "repval_loss", "grad_norm"):
+    assert compiled[0][name] == pytest.approx(plain[0][name], rel=1e-4), name
+  assert plain[0]["imag_value"] == 0.0
+  assert compiled[0]["imag_value"] == pytest.approx(-0.16, abs=0.03)
+
+
+def test_only_the_reference_side_gets_xla_flags(monkeypatch):
+  """The JAX recipe for one thread (--xla_cpu_multi_thread_eigen=false) goes to the reference side only:
+  under it TensorFlow's XLA rounds some matmul columns differently (distribute.undo_single_threaded_eigen)."""
+  monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+  ours, reference = parity._run_env(1), parity._run_env(1, reference=True)
+  assert "XLA_FLAGS" not in ours
+  assert reference["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  assert ours["TF_NUM_INTRAOP_THREADS"] == ours["TF_NUM_INTEROP_THREADS"] == reference["OMP_NUM_THREADS"] == "1"
+
+
 @pytest.mark.parametrize("task", ["gym_CartPole-v1", "gym_Pendulum-v1"], ids=["discrete", "continuous"])
 def test_current_update_matches_the_author_code_number_for_number(tmp_path, task):
   report = _check_current(tmp_path, f"--task={task}", "--updates=4")
