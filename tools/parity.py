@@ -120,6 +120,9 @@ CURRENT_PIP = (
     "av",
     "tqdm",
     "google-resumable-media>=2.7.2",
+    # Its embodied/envs/dmc.py, for the dmcproprio_<domain>_<task> runs (the 2023 venv's versions).
+    "dm_control==1.0.50",
+    "mujoco==3.17.0",
   ),
 )
 # The files of danijar/dreamerv3 that the check runs, as of e3f0224 (the agent and its configs are unchanged
@@ -192,6 +195,22 @@ def current_missing(venv: pathlib.Path, source: pathlib.Path | None) -> tuple[st
     source = pathlib.Path((venv / CURRENT_SOURCE_FILE).read_text().strip())
   problem = current_source_problem(source)
   return problem, None if problem else source.resolve()
+
+
+def current_task_missing(venv: pathlib.Path, task: str) -> str | None:
+  """Why the current code's venv cannot run ``task`` (one line), or None: a DMC task needs dm_control there
+  (its ``embodied/envs/dmc.py``; venvs made before setup-reference installed it lack it)."""
+  if _suite(task) != "dmc":
+    return None
+  out = subprocess.run(
+    [str(venv / "bin" / "python"), "-c", "import dm_control.suite"], capture_output=True, text=True, env=_ref_env()
+  )
+  if out.returncode == 0:
+    return None
+  return (
+    f"--task={task} needs dm_control in the current code's venv {venv}: rerun `python tools/parity.py "
+    "setup-reference --generation=current --source=CHECKOUT` (it installs dm_control==1.0.50 and mujoco==3.17.0)"
+  )
 
 
 def setup_reference(venv: pathlib.Path, python: str = "python3.11") -> None:
@@ -1522,6 +1541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   if getattr(args, "generation", "2023") == "current" and args.command != "check-update":
     args.current_missing, source = current_missing(args.reference_venv, args.source)
+    if args.current_missing is None and args.command == "run":
+      args.current_missing = current_task_missing(args.reference_venv, args.task)
     args.source = source or args.source
   extra = run_all(args) if args.command == "run" else None
   result = report(args, extra)

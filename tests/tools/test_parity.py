@@ -571,6 +571,20 @@ def test_the_current_code_source_is_checked(tmp_path, capsys):
   assert "needs --source=CHECKOUT" in capsys.readouterr().err
 
 
+def test_a_dmc_task_needs_dm_control_in_the_current_code_venv(tmp_path):
+  assert any(p.startswith("dm_control==") for p in parity.CURRENT_PIP[0])  # setup-reference installs it
+  venv = tmp_path / "venv"
+  (venv / "bin").mkdir(parents=True)
+  python = venv / "bin" / "python"
+  python.write_text("#!/bin/sh\nexit 1\n")  # A venv whose Python cannot import dm_control.
+  python.chmod(0o755)
+  assert parity.current_task_missing(venv, "gym_CartPole-v1") is None  # Not asked for a gymnasium task.
+  reason = parity.current_task_missing(venv, "dmcproprio_cartpole_balance")
+  assert "needs dm_control" in reason and "setup-reference --generation=current" in reason
+  python.write_text("#!/bin/sh\nexit 0\n")
+  assert parity.current_task_missing(venv, "dmcproprio_cartpole_balance") is None
+
+
 def _check_current(tmp_path, *args, code=0):
   """Runs ``check-update --generation=current`` (skips without the current code's venv); its report."""
   reason, _ = parity.current_missing(parity.DEFAULT_VENV_CURRENT, None)
