@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -39,6 +40,22 @@ import numpy as np
 
 def dense_flops(n_in: int, n_out: int) -> int:
   return 2 * n_in * n_out
+
+
+def mlp_flops(n_in: int, n_out: int, layers: int, units: int) -> int:
+  """FLOPs of ``layers`` hidden dense layers of ``units`` and an output layer of ``n_out``."""
+  total, size = 0, n_in
+  for _ in range(layers):
+    total += dense_flops(size, units)
+    size = units
+  return total + dense_flops(size, n_out)
+
+
+def split_obs_keys(model_config, obs_shapes: dict) -> tuple[list, list]:
+  """The observation keys the CNN and the MLP encoders read (``model.cnn_keys`` / ``model.mlp_keys``)."""
+  cnn = [k for k, s in obs_shapes.items() if len(s) == 3 and re.match(model_config.cnn_keys, k)]
+  mlp = [k for k, s in obs_shapes.items() if len(s) in (0, 1) and re.match(model_config.mlp_keys, k)]
+  return cnn, mlp
 
 
 def update_flops(config, obs_shapes: dict, action_size: int, discrete: bool) -> dict:
@@ -58,16 +75,9 @@ def update_flops(config, obs_shapes: dict, action_size: int, discrete: bool) -> 
   horizon = m.imag_horizon
 
   def mlp(n_in, n_out):
-    total, size = 0, n_in
-    for _ in range(m.layers):
-      total += dense_flops(size, m.units)
-      size = m.units
-    return total + dense_flops(size, n_out)
+    return mlp_flops(n_in, n_out, m.layers, m.units)
 
-  import re
-
-  cnn_keys = [k for k, s in obs_shapes.items() if len(s) == 3 and re.match(m.cnn_keys, k)]
-  mlp_keys = [k for k, s in obs_shapes.items() if len(s) in (0, 1) and re.match(m.mlp_keys, k)]
+  cnn_keys, mlp_keys = split_obs_keys(m, obs_shapes)
   enc = dec = embed = 0
   if cnn_keys:
     h, w = obs_shapes[cnn_keys[0]][:2]
@@ -138,21 +148,11 @@ def nature_module_flops(config, obs_shapes: dict, action_size: int, discrete: bo
   ``cont``, ``actor``, ``critic``: the heads on one feature vector. Only matmuls and convolutions
   count (norms, activations and pooling are left out); ``embed`` is the encoder's output size.
   """
-  import re
-
   m = config.model
   flat = m.stoch * m.classes
   feat = m.deter + flat
-
-  def mlp(n_in, n_out, layers, units):
-    total, size = 0, n_in
-    for _ in range(layers):
-      total += dense_flops(size, units)
-      size = units
-    return total + dense_flops(size, n_out)
-
-  cnn_keys = [k for k, s in obs_shapes.items() if len(s) == 3 and re.match(m.cnn_keys, k)]
-  mlp_keys = [k for k, s in obs_shapes.items() if len(s) in (0, 1) and re.match(m.mlp_keys, k)]
+  mlp = mlp_flops
+  cnn_keys, mlp_keys = split_obs_keys(m, obs_shapes)
   enc = dec = embed = 0
   if cnn_keys:
     height, width = obs_shapes[cnn_keys[0]][:2]
