@@ -436,8 +436,13 @@ def _main_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path, ove
     f"--envs={args.envs}",
     "--eval_every=0",
     "--checkpoint_every_secs=1e9",
-    *[f"--override={k}={v}" for k, v in overrides.items()],
+    *[f"--override={k}={v}" for k, v in {**overrides, **_pairs(args, "ours_override")}.items()],
   ]
+
+
+def _pairs(args: argparse.Namespace, name: str) -> dict:
+  """``--ours_override`` / ``--reference_flag`` as ``{key: value}`` (the last of a repeated key wins)."""
+  return dict(item.split("=", 1) for item in getattr(args, name, None) or [])
 
 
 def _ours_python() -> str:
@@ -503,6 +508,7 @@ def _reference_command_current(args: argparse.Namespace, seed: int, logdir: path
   }
   if suite == "dmc":  # Proprioception only, as its dmc_proprio block (the env still renders every step).
     flags.update({"--env.dmc.repeat": args.repeat, "--env.dmc.image": "False"})
+  flags.update({"--" + k.lstrip("-"): v for k, v in _pairs(args, "reference_flag").items()})
   command = [str(args.reference_venv / "bin" / "python"), str(LAUNCHER_CURRENT), f"--source={args.source}"]
   for key, value in flags.items():
     command += [key, str(value)]
@@ -568,6 +574,8 @@ def reference_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path)
     "--run.save_every",
     "-1" if getattr(args, "save_replay", False) else "1e9",
   ]
+  for key, value in _pairs(args, "reference_flag").items():  # Its flags parser: the last of a key wins.
+    command += ["--" + key.lstrip("-"), value]
   return command
 
 
@@ -934,7 +942,36 @@ def replay_stats(steps: dict, prefill: int) -> dict:
       out[f"{phase}_action_std"] = _floats(executed.std(0))
       out[f"{phase}_action_outside_unit_box"] = round(float((np.abs(executed) > 1).mean()), 4)
       out[f"{phase}_action_abs_max"] = round(float(np.abs(executed).max()), 4)
+  if not discrete:
+    out["policy_by_500_steps"] = _policy_windows(steps, prefill, 500)
   return out
+
+
+def _policy_windows(steps: dict, prefill: int, size: int) -> list[dict]:
+  """The continuous policy's executed actions (clipped to [-1, 1] as the environment sees them: the reference
+  stores the raw sample) and the rewards, per ``size`` agent steps from the prefill on (the same steps on both
+  sides, so the windows line up): does collection drift apart late in training?"""
+  last, action = steps["is_last"].astype(bool), steps["action"]
+  index = np.arange(len(last))
+  windows = []
+  for start in range(prefill, len(last), size):
+    part = index[(index >= start) & (index < start + size) & ~last]
+    if len(part) < size // 2:  # A short tail (the reference's last saved chunk) is left out.
+      continue
+    executed = np.clip(action[part].reshape(len(part), -1).astype(np.float64), -1.0, 1.0)
+    windows.append(
+      {
+        "steps": [start, start + size],
+        "action_mean": _floats(executed.mean(0)),
+        "action_std": _floats(executed.std(0)),
+        "action_abs_mean": round(float(np.abs(executed).mean()), 4),
+        "action_at_bound": round(float((np.abs(executed) >= 1.0).mean()), 4),
+        "action_step_change": round(float(np.abs(np.diff(executed, axis=0)).mean()), 4),
+        # The reward an action earns is stored with the next step.
+        "reward_mean": round(float(steps["reward"][np.minimum(part + 1, len(last) - 1)].mean()), 4),
+      }
+    )
+  return windows
 
 
 def replay_report(args: argparse.Namespace) -> dict:
@@ -949,6 +986,139 @@ def replay_report(args: argparse.Namespace) -> dict:
     raise SystemExit(f"error: no saved replay under {args.runs} (run with --save_replay)")
   args.out.mkdir(parents=True, exist_ok=True)
   (args.out / "replay_stats.json").write_text(json.dumps(result, separators=(",", ":")) + "\n")
+  return result
+
+
+# --- the environments themselves (env-check) ----------------------------------------------------
+
+ENV_LAUNCHER = pathlib.Path(__file__).resolve().parent / "parity_reference_env.py"
+
+
+def our_env_steps(task: str, seed: int, repeat: int, actions: np.ndarray) -> dict:
+  """dreamer_tf's environment for ``task`` as a training run builds it (``envs.make_env`` with the
+  ``env.dmc.repeat`` of the run, seed ``seed``), stepped with ``actions``: every step's observation keys,
+  ``reward``, ``is_first``, ``is_last`` and ``is_terminal`` (the reset consumes one action, as on the
+  reference's side)."""
+  from dreamer_tf.envs import make_env
+  from dreamer_tf.main import resolve_config
+
+  config = resolve_config(task, [], [f"env.dmc.repeat={repeat}"])
+  env = make_env(task, config, seed=seed)
+  steps: dict[str, list] = {}
+
+  def add(step):
+    values = {k: v for k, v in step.observation.items() if not k.startswith("log_")}
+    last = bool(step.is_last())
+    values.update(
+      reward=np.float32(step.reward),
+      is_first=bool(step.is_first()),
+      is_last=last,
+      is_terminal=last and float(step.discount) == 0.0,
+    )
+    for key, value in values.items():
+      steps.setdefault(key, []).append(np.asarray(value))
+
+  add(env.reset())
+  for action in actions:
+    add(env.step(action))
+  env.close()
+  return {k: np.stack(v) for k, v in steps.items()}
+
+
+def compare_env_steps(
+  ours: dict, reference: dict, judged_steps: int = 50, rtol: float = 1e-4, atol: float = 1e-4
+) -> dict:
+  """Per key: whether the two sides agree, and the largest absolute difference over every step.
+
+  The flags (``is_first``, ``is_last``, ``is_terminal``) must agree at every step. The float keys are judged
+  over the first ``judged_steps`` steps of every episode (within ``atol + rtol * |reference|``): identical
+  physics started from one state and driven by one action sequence still part by rounding (the author's
+  ``NormalizeAction`` rescales the action in float32, about 1e-8 off the action as given), and a balancing
+  pole amplifies that over an episode (to about 1e-3 by its 500th step), so later steps are reported, not
+  judged. Keys only one side has are listed apart and fail the check."""
+  out = {
+    "keys_only_ours": sorted(set(ours) - set(reference)),
+    "keys_only_reference": sorted(set(reference) - set(ours)),
+  }
+  first = np.asarray(ours["is_first"], bool)
+  since_reset = np.arange(len(first)) - np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
+  judged = since_reset < judged_steps
+  per_key = {}
+  for key in sorted(set(ours) & set(reference)):
+    a, b = np.asarray(ours[key]), np.asarray(reference[key])
+    if a.shape != b.shape:
+      per_key[key] = {"agree": False, "shapes": [list(a.shape), list(b.shape)]}
+      continue
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64)).reshape(len(a), -1)
+    if a.dtype == bool or b.dtype == bool:
+      bad = (diff != 0).any(1)
+    else:
+      bound = atol + rtol * np.abs(b.astype(np.float64)).reshape(len(b), -1)
+      bad = (diff > bound).any(1) & judged
+    agree = not bad.any()
+    per_key[key] = {
+      "agree": bool(agree),
+      "first_step_apart": None if agree else int(np.flatnonzero(bad)[0]),
+      "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+      f"max_abs_diff_first_{judged_steps}_steps": float(diff[judged].max()) if diff.size else 0.0,
+      "dtypes": [str(a.dtype), str(b.dtype)],
+    }
+  out["keys"] = per_key
+  out["agree"] = (
+    not out["keys_only_ours"] and not out["keys_only_reference"] and all(v["agree"] for v in per_key.values())
+  )
+  return out
+
+
+def env_check(args: argparse.Namespace) -> dict:
+  """``env-check``: both sides' environments for a DMC task from the same seeds, stepped with the same
+  uniformly random actions; writes ``<out>/env_check.json`` (per seed: episodes, returns, per-key agreement)."""
+  if _suite(args.task) != "dmc":
+    raise SystemExit(f"error: env-check compares DMC environments (dmcproprio_<domain>_<task>), not --task={args.task}")
+  current = args.generation == "current"
+  venv = args.reference_venv
+  reason, source = current_missing(venv, args.source) if current else (reference_missing(venv), None)
+  if current and not reason:
+    reason = current_task_missing(venv, args.task)
+  if reason:
+    raise SystemExit(f"error: {reason}")
+  from dreamer_tf.envs import make_env
+  from dreamer_tf.main import resolve_config
+
+  probe = make_env(args.task, resolve_config(args.task, [], []), seed=0)
+  shape = probe.action_spec().shape
+  probe.close()
+  args.out.mkdir(parents=True, exist_ok=True)
+  result = {"task": args.task, "generation": args.generation, "repeat": args.repeat, "steps": args.steps, "seeds": {}}
+  for seed in args.seeds:
+    actions = np.random.default_rng(seed).uniform(-1, 1, (args.steps, *shape)).astype(np.float32)
+    action_file, steps_file = args.out / f"actions_seed{seed}.npy", args.out / f"reference_seed{seed}.npz"
+    np.save(action_file, actions)
+    command = [str(venv / "bin" / "python"), str(ENV_LAUNCHER), f"--generation={args.generation}"]
+    command += [f"--source={source}"] if source else []
+    command += [f"--task={args.task[len('dmcproprio_') :]}", f"--seed={seed}", f"--repeat={args.repeat}"]
+    command += [f"--actions={action_file}", f"--out={steps_file}"]
+    done = subprocess.run(command, capture_output=True, text=True, env=_ref_env())
+    if done.returncode:
+      raise SystemExit(
+        f"error: the reference's environment failed (exit {done.returncode}): {done.stderr.strip()[-400:]}"
+      )
+    with np.load(steps_file) as data:
+      reference = {k: data[k] for k in data}
+    ours = our_env_steps(args.task, seed, args.repeat, actions)
+    compared = compare_env_steps(ours, reference, args.judged_steps)
+    for side, steps in ((OURS, ours), (REFERENCE, reference)):
+      ends = np.flatnonzero(steps["is_last"])
+      returns = [float(steps["reward"][s : e + 1].sum()) for s, e in zip([0, *(ends[:-1] + 1)], ends)]
+      compared[f"{side}_episode_returns"] = [round(r, 4) for r in returns]
+      starts = [*np.flatnonzero(steps["is_first"]), len(steps["reward"])]  # Episodes, the unfinished last too.
+      per_step = [float(steps["reward"][a + 1 : b].mean()) for a, b in zip(starts[:-1], starts[1:]) if b > a + 1]
+      compared[f"{side}_reward_per_step"] = [round(r, 4) for r in per_step]
+    result["seeds"][str(seed)] = compared
+    steps_file.unlink()
+    action_file.unlink()
+  result["agree"] = all(v["agree"] for v in result["seeds"].values())
+  (args.out / "env_check.json").write_text(json.dumps(result, indent=1) + "\n")
   return result
 
 
@@ -1118,6 +1288,8 @@ def report(args: argparse.Namespace, extra: dict | None = None) -> dict:
       "repeat",
       "threads",
       "generation",
+      "ours_override",
+      "reference_flag",
     )
   }
   if _current(args):  # The author's layer counts on both sides (--configs=nature), not these flags.
@@ -1259,6 +1431,13 @@ CHECK_DEFAULTS = {
 }
 
 
+def _key_value(text: str) -> str:
+  """An argparse type: ``KEY=VALUE`` with a non-empty key."""
+  if "=" not in text or not text.split("=", 1)[0].strip("-"):
+    raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+  return text
+
+
 def _seeds(text: str) -> list[int]:
   try:
     seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -1396,6 +1575,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     help="a shared replay: this many different batches from one stream, update i on batch i mod N",
   )
   model_and_batch(check, check=True)
+  envs = sub.add_parser("env-check", help="both sides' DMC environments from the same seeds and actions, step for step")
+  envs.add_argument("--task", required=True, help="dmcproprio_<domain>_<task>")
+  envs.add_argument("--generation", choices=GENERATIONS, default="2023")
+  envs.add_argument("--source", type=pathlib.Path, default=None, help="current: the checkout")
+  envs.add_argument("--reference_venv", type=pathlib.Path, default=None)
+  envs.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+  envs.add_argument("--steps", type=int, default=1200, help="actions per seed (episodes reset in between)")
+  envs.add_argument("--repeat", type=int, default=2, help="action repeat on both sides")
+  envs.add_argument(
+    "--judged_steps", type=int, default=50, help="observations must agree over these first steps of each episode"
+  )
+  envs.add_argument("--out", type=pathlib.Path, required=True)
   helps = {
     "run": "train both sides, then report",
     "report": "redraw the report",
@@ -1440,6 +1631,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--early_updates", type=int, default=200, help="finer bins over these first updates")
     p.add_argument("--early_bins", type=int, default=4, help="bins over the first --early_updates")
     p.add_argument(
+      "--ours_override",
+      action="append",
+      type=_key_value,
+      default=[],
+      help="one more dreamer_tf --override KEY=VALUE (repeatable; after the tool's own): an ablation on our side",
+    )
+    p.add_argument(
+      "--reference_flag",
+      action="append",
+      type=_key_value,
+      default=[],
+      help="one more of the reference's flags, KEY=VALUE without the dashes (repeatable; after the tool's own), "
+      "e.g. replay_context=0",
+    )
+    p.add_argument(
       "--save_replay",
       action="store_true",
       help="the reference saves its replay after every collection round (for replay-stats; dreamer_tf's "
@@ -1451,6 +1657,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       args.venv = DEFAULT_VENV_CURRENT if args.generation == "current" else DEFAULT_VENV
     if args.generation == "current" and args.source is None:
       parser.error("setup-reference --generation=current needs --source=CHECKOUT (danijar/dreamerv3 at e3f0224)")
+    return args
+  if args.command == "env-check":
+    if args.reference_venv is None:
+      args.reference_venv = DEFAULT_VENV_CURRENT if args.generation == "current" else DEFAULT_VENV
+    if args.steps < 1 or args.repeat < 1:
+      parser.error(f"--steps={args.steps} and --repeat={args.repeat} must be at least 1")
+    args.reference_venv, args.out = args.reference_venv.resolve(), args.out.resolve()
     return args
   check = args.command == "check-update"
   if check:
@@ -1533,6 +1746,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     import parity_update
 
     return parity_update.check_update(args, args.reference_venv / "bin" / "python", _run_env(1, reference=True))
+  if args.command == "env-check":
+    result = env_check(args)
+    for seed, compared in result["seeds"].items():
+      worst = {k: f"{v.get('max_abs_diff', float('nan')):.2g}" for k, v in compared["keys"].items()}
+      returns = [
+        f"{a:.2f}/{b:.2f}"
+        for a, b in zip(compared[f"{OURS}_episode_returns"], compared[f"{REFERENCE}_episode_returns"])
+      ]
+      print(
+        f"seed {seed}: {'agree' if compared['agree'] else 'DIFFER'}; largest differences {worst}; returns {returns}"
+      )
+    print(f"wrote {args.out / 'env_check.json'}")
+    return 0 if result["agree"] else 1
   if args.command == "replay-stats":
     for side, runs in replay_report(args).items():
       for seed, stats in runs.items():

@@ -759,6 +759,46 @@ _TINY_CURRENT = [
 ]
 
 
+def test_an_ablation_reaches_each_side_after_the_tools_own_settings(tmp_path, capsys):
+  for generation in ([], ["--generation=current"]):
+    argv = ["run", *_TINY, *generation, f"--out={tmp_path}", "--ours_override=replay.context=0"]
+    argv += ["--ours_override=model.units=8", "--reference_flag=replay_context=0", "--reference_flag=--seed=5"]
+    if generation:
+      argv.remove("--layers=1")  # The 2023 sizes are refused with the current generation.
+      argv = [a for a in argv if not a.startswith("--mlp_")]
+    args = parity.parse_args(argv)
+    args.source = pathlib.Path("/checkout")
+    ours = parity.ours_command(args, 1, tmp_path / "ours")
+    ref = parity.reference_command(args, 1, tmp_path / "ref")
+    overrides = [c[len("--override=") :] for c in ours if c.startswith("--override=")]
+    assert "replay.context=0" in overrides and "model.units=8" in overrides
+    assert "model.units=16" not in overrides  # The ablation replaces the tool's own value, not beside it.
+    assert _flag(ref, "--replay_context") == "0"
+    assert ref[len(ref) - 1 - ref[::-1].index("--seed") + 1] == "5"  # The last --seed wins in its parser.
+  with pytest.raises(SystemExit):
+    parity.parse_args(["run", *_TINY, f"--out={tmp_path}", "--ours_override=replay.context"])
+  assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_replay_stats_follow_the_continuous_policy_over_training():
+  n = 1200
+  rng = np.random.default_rng(0)
+  raw = np.concatenate([rng.normal(0, 2.0, 600), rng.normal(0, 0.3, 600)])[:, None].astype(np.float32)
+  steps = {
+    "reward": np.concatenate([np.zeros(600), np.ones(600)]).astype(np.float32),
+    "is_first": np.arange(n) % 100 == 0,
+    "is_last": np.arange(n) % 100 == 99,
+    "is_terminal": np.zeros(n, bool),
+    "action": raw,
+  }
+  windows = parity.replay_stats(steps, prefill=100)["policy_by_500_steps"]
+  assert [w["steps"] for w in windows] == [[100, 600], [600, 1100]]  # The 100-step tail is left out.
+  early, late = windows
+  assert early["action_at_bound"] > 0.5 and late["action_at_bound"] < 0.01  # Clipped, as the env sees them.
+  assert early["action_abs_mean"] <= 1.0 and late["action_std"][0] == pytest.approx(0.3, abs=0.03)
+  assert early["reward_mean"] < 0.01 and late["reward_mean"] == 1.0  # An action's reward comes with the next step.
+
+
 def test_current_generation_settings_reach_both_sides(tmp_path):
   goal_line = ["--updates=2400", "--batch_size=4", "--batch_length=16", "--train_ratio=512", "--deter=32"]
   args = parity.parse_args(["run", *_TINY_CURRENT[:2], *goal_line, "--units=32", "--envs=1", f"--out={tmp_path}"])
@@ -840,3 +880,69 @@ def test_tiny_current_side_by_side_run_writes_the_json(tmp_path):
   for key in ("world_model", "actor", "critic"):  # Same sizes on both sides: the counts match exactly.
     assert ref["params"][key] == ours["params"][key], key
   assert report["diagnostics"]["model loss"]["reference"]["mean"]
+
+
+def test_env_check_judges_flags_everywhere_and_observations_early_in_each_episode():
+  n = 120
+  first = np.arange(n) % 60 == 0
+  steps = {
+    "is_first": first,
+    "is_last": np.arange(n) % 60 == 59,
+    "is_terminal": np.zeros(n, bool),
+    "reward": np.ones(n, np.float32),
+    "velocity": np.zeros((n, 2), np.float32),
+  }
+  copy = lambda: {k: v.copy() for k, v in steps.items()}
+  assert parity.compare_env_steps(steps, copy(), judged_steps=50)["agree"]
+  late = copy()
+  late["velocity"][55] += 0.01  # Step 55 of the first episode: chaos may part the sides there, reported only.
+  compared = parity.compare_env_steps(steps, late, judged_steps=50)
+  assert compared["agree"] and compared["keys"]["velocity"]["max_abs_diff"] == pytest.approx(0.01)
+  early = copy()
+  early["velocity"][61] += 0.01  # Step 1 of the second episode.
+  assert not parity.compare_env_steps(steps, early, judged_steps=50)["agree"]
+  flags = copy()
+  flags["is_last"][100] = True  # An episode boundary the other side lacks fails anywhere.
+  assert not parity.compare_env_steps(steps, flags, judged_steps=50)["agree"]
+  extra = dict(copy(), orientation=np.zeros((n, 1), np.float32))
+  compared = parity.compare_env_steps(steps, extra)
+  assert not compared["agree"] and compared["keys_only_reference"] == ["orientation"]
+
+
+def _env_check(tmp_path, generation, steps, code):
+  venv = parity.DEFAULT_VENV_CURRENT if generation == "current" else parity.DEFAULT_VENV
+  reason = parity.current_missing(venv, None)[0] if generation == "current" else parity.reference_missing(venv)
+  if generation == "current" and not reason:
+    reason = parity.current_task_missing(venv, "dmcproprio_cartpole_balance")
+  if reason:
+    pytest.skip(f"reference side not run: {reason}")
+  out = tmp_path / "env"
+  command = [sys.executable, str(_TOOLS / "parity.py"), "env-check", "--task=dmcproprio_cartpole_balance"]
+  command += [f"--generation={generation}", "--seeds=4", f"--steps={steps}", f"--out={out}"]
+  result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+  assert result.returncode == code, result.stdout[-3000:] + result.stderr[-3000:]
+  return json.loads((out / "env_check.json").read_text())["seeds"]["4"]
+
+
+@pytest.mark.slow
+def test_env_check_finds_the_current_codes_dmc_environment_alike(tmp_path):
+  checked = _env_check(tmp_path, "current", steps=560, code=0)  # Two episodes: the reset between them too.
+  assert set(checked["keys"]) == {"is_first", "is_last", "is_terminal", "reward", "position", "velocity"}
+  assert checked["keys"]["position"]["max_abs_diff_first_50_steps"] < 1e-4
+  assert checked["reference_episode_returns"] == pytest.approx(checked["dreamer_tf_episode_returns"], abs=0.1)
+
+
+@pytest.mark.slow
+def test_env_check_finds_the_2023_release_losing_its_action_repeat_after_the_first_episode(tmp_path):
+  # dreamerv3 1.5.0's ActionRepeat never clears its _done after the reset that follows an episode's last
+  # step, so from the second episode on every agent step is one control step: the episode does not end at
+  # agent step 1,001 and a step earns about half the reward. dreamer_tf keeps the repeat (docs/parity.md).
+  checked = _env_check(tmp_path, "2023", steps=510, code=1)  # 8 steps into the second episode.
+  keys = checked["keys"]
+  assert keys["is_first"]["agree"] and keys["is_last"]["agree"]  # Both reset after agent step 500.
+  assert checked["reference_episode_returns"] == pytest.approx(checked["dreamer_tf_episode_returns"], abs=0.1)
+  for key in ("reward", "position", "velocity"):
+    assert keys[key]["first_step_apart"] == 502, key  # The second episode's first step after its reset.
+  ours, reference = checked["dreamer_tf_reward_per_step"], checked["reference_reward_per_step"]
+  assert ours[0] == pytest.approx(reference[0], abs=1e-3)
+  assert reference[1] < 0.6 * ours[1]  # One control step's reward instead of two summed.
