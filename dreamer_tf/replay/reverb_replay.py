@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from dreamer_tf.errors import MissingDependencyError, UserError
+from dreamer_tf.replay.dataset_options import fixed_pipeline
 from dreamer_tf.replay.observer import DreamerStepObserver
 from dreamer_tf.replay.spec import plain_spec
 
@@ -331,7 +332,7 @@ class ReverbReplay:
       return (data, info) if with_info else data
 
     dataset = dataset.batch(batch_size, drop_remainder=True).map(to_step)
-    return dataset.prefetch(prefetch)
+    return fixed_pipeline(dataset.prefetch(prefetch))
 
 
 def inserts_allowed(table_info) -> bool:

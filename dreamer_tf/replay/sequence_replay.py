@@ -26,6 +26,7 @@ from tf_agents.replay_buffers import replay_buffer
 
 from dreamer_tf.errors import UserError
 from dreamer_tf.replay import checkpoint
+from dreamer_tf.replay.dataset_options import fixed_pipeline
 from dreamer_tf.replay.spec import REPLAY_ID_KEY, flatten_spec, get_path, plain_spec, spec_signature, unflatten
 from dreamer_tf.replay.storage import MIN_PACKED_BYTES, BlockCache, Chunk
 
@@ -401,9 +402,7 @@ class SequenceReplayBuffer(replay_buffer.ReplayBuffer):
     if single_deterministic_pass:
       raise NotImplementedError(_NO_SINGLE_PASS)
     ds = self._as_dataset(sample_batch_size, num_steps, sequence_preprocess_fn, num_parallel_calls, wait_s, with_ids)
-    options = tf.data.Options()
-    options.deterministic = False
-    return ds.with_options(options).prefetch(prefetch)
+    return fixed_pipeline(ds.prefetch(prefetch))
 
   def _as_dataset(
     self, sample_batch_size, num_steps, sequence_preprocess_fn, num_parallel_calls, wait_s=600.0, with_ids=False
