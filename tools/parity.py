@@ -1122,6 +1122,40 @@ def env_check(args: argparse.Namespace) -> dict:
   return result
 
 
+# --- pooling reports (pool) -----------------------------------------------------------------------
+
+
+def pool_reports(results: Sequence[dict]) -> dict:
+  """One table from the ``parity.json`` of runs made apart with the same settings and bins but other seeds.
+
+  Per metric and side: the per-bin mean, min and max over all the reports' seeds, the fraction of bins where
+  dreamer_tf's mean lies inside the reference's range (``inside``) and Welch's t per bin. Reports whose
+  update bins differ cannot be pooled (one-line exit), nor can two reports that share a seed.
+  """
+  bins = results[0]["diagnostics"]["update_bins"]
+  seen: set = set()
+  for result in results:
+    if result["diagnostics"]["update_bins"] != bins:
+      raise SystemExit("error: pool needs reports with the same update bins (the same --updates and --update_bins)")
+    seeds = set(result["settings"]["seeds"])
+    if seeds & seen:
+      raise SystemExit(f"error: pool got seed(s) {sorted(seeds & seen)} twice; pool reports of different seeds")
+    seen |= seeds
+  pooled = {"update_bins": bins, "seeds": sorted(seen), "metrics": {}}
+  labels = [k for k in results[0]["diagnostics"] if k != "update_bins"]
+  for label in labels:
+    sides = {}
+    for side in SIDES:
+      per_seed = {}
+      for result in results:
+        for seed, curve in result["diagnostics"].get(label, {}).get(side, {}).get("seeds", {}).items():
+          per_seed[seed] = np.array([np.nan if v is None else v for v in curve], np.float64)
+      if per_seed:
+        sides[side] = _band(per_seed)
+    pooled["metrics"][label] = {**sides, "inside": _inside(sides, above_ok=False), "welch_t": _welch(sides)}
+  return pooled
+
+
 # --- the report ----------------------------------------------------------------------------------
 
 
@@ -1587,6 +1621,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "--judged_steps", type=int, default=50, help="observations must agree over these first steps of each episode"
   )
   envs.add_argument("--out", type=pathlib.Path, required=True)
+  pool = sub.add_parser("pool", help="one table from the parity.json of runs with the same settings, other seeds")
+  pool.add_argument("reports", type=pathlib.Path, nargs="+", help="report folders (their parity.json) or files")
+  pool.add_argument("--out", type=pathlib.Path, required=True, help="writes <out>/pooled.json")
   helps = {
     "run": "train both sides, then report",
     "report": "redraw the report",
@@ -1657,6 +1694,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
       args.venv = DEFAULT_VENV_CURRENT if args.generation == "current" else DEFAULT_VENV
     if args.generation == "current" and args.source is None:
       parser.error("setup-reference --generation=current needs --source=CHECKOUT (danijar/dreamerv3 at e3f0224)")
+    return args
+  if args.command == "pool":
     return args
   if args.command == "env-check":
     if args.reference_venv is None:
@@ -1746,6 +1785,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     import parity_update
 
     return parity_update.check_update(args, args.reference_venv / "bin" / "python", _run_env(1, reference=True))
+  if args.command == "pool":
+    files = [r / "parity.json" if r.is_dir() else r for r in args.reports]
+    pooled = pool_reports([json.loads(f.read_text()) for f in files])
+    for label, row in pooled["metrics"].items():
+      ts = [abs(t) for t in row["welch_t"] or [] if t is not None]
+      print(f"{label}: inside {row['inside']}, largest |t| {max(ts) if ts else None}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pooled.json").write_text(json.dumps(pooled, separators=(",", ":")) + "\n")
+    print(f"wrote {args.out / 'pooled.json'} ({len(pooled['seeds'])} seeds per side)")
+    return 0
   if args.command == "env-check":
     result = env_check(args)
     for seed, compared in result["seeds"].items():

@@ -946,3 +946,27 @@ def test_env_check_finds_the_2023_release_losing_its_action_repeat_after_the_fir
   ours, reference = checked["dreamer_tf_reward_per_step"], checked["reference_reward_per_step"]
   assert ours[0] == pytest.approx(reference[0], abs=1e-3)
   assert reference[1] < 0.6 * ours[1]  # One control step's reward instead of two summed.
+
+
+def test_reports_of_other_seeds_pool_into_one_table(tmp_path, capsys):
+  def report(seeds, ours, reference, bins=(1.0, 3.0)):
+    diagnostics = {"update_bins": list(bins)}
+    diagnostics["model loss"] = {
+      "dreamer_tf": {"seeds": {str(s): v for s, v in zip(seeds, ours)}},
+      "reference": {"seeds": {str(s): v for s, v in zip(seeds, reference)}},
+    }
+    return {"settings": {"seeds": list(seeds)}, "diagnostics": diagnostics}
+
+  first = report([0, 1], ours=[[1.0, 2.0], [1.2, 2.2]], reference=[[1.1, 3.0], [1.3, 3.2]])
+  second = report([2, 3], ours=[[1.4, 2.4], [1.6, None]], reference=[[1.5, 3.4], [1.7, 3.6]])
+  pooled = parity.pool_reports([first, second])
+  row = pooled["metrics"]["model loss"]
+  assert pooled["seeds"] == [0, 1, 2, 3] and row["dreamer_tf"]["mean"] == pytest.approx([1.3, 2.2])
+  assert row["reference"]["min"] == [1.1, 3.0] and row["reference"]["max"] == [1.7, 3.6]
+  assert row["inside"] == 0.5  # Bin 1 inside the reference's 1.1..1.7, bin 2 below its 3.0..3.6.
+  # Bin 1: means 1.3 and 1.4, both sample variances 0.2 / 3: t = -0.1 / sqrt(2 * 0.0667 / 4) = -0.548.
+  assert row["welch_t"][0] == pytest.approx(-0.55, abs=0.01) and row["welch_t"][1] < -5
+  with pytest.raises(SystemExit):  # Seed 1 twice.
+    parity.pool_reports([first, report([1], ours=[[1.0, 2.0]], reference=[[1.0, 2.0]])])
+  with pytest.raises(SystemExit):  # Other bins: other --updates.
+    parity.pool_reports([first, report([5], ours=[[1.0, 2.0]], reference=[[1.0, 2.0]], bins=(2.0, 6.0))])
