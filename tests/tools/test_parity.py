@@ -970,3 +970,6 @@ def test_reports_of_other_seeds_pool_into_one_table(tmp_path, capsys):
     parity.pool_reports([first, report([1], ours=[[1.0, 2.0]], reference=[[1.0, 2.0]])])
   with pytest.raises(SystemExit):  # Other bins: other --updates.
     parity.pool_reports([first, report([5], ours=[[1.0, 2.0]], reference=[[1.0, 2.0]], bins=(2.0, 6.0))])
+  # A run 8 updates short of 12,000 (its bins 0.07% narrower) pools with the others.
+  long = report([6], ours=[[1.0, 2.0]], reference=[[1.0, 2.0]], bins=(600.0, 1800.0))
+  assert parity.pool_reports([long, report([7], ours=[[1.0, 2.0]], reference=[[1.0, 2.0]], bins=(599.6, 1798.8))])
