@@ -390,6 +390,13 @@ def _has_model_key(name: str) -> bool:
   return name in defaults.get("model", {})
 
 
+# dreamer_tf writes a metrics row when this many seconds have passed, checked after every agent step: a row
+# per agent step (train_ratio / (batch_size * batch_length) updates, 8 at the GoalLine settings), so that the
+# early bins hold many rows, as the reference logs every update. With 1 s a row held 30-120 updates and
+# smeared the first updates' falling KL over the next bins (docs/parity.md, the tool).
+LOG_EVERY_AGENT_STEP = 1e-6
+
+
 def ours_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> list[str]:
   """dreamer_tf's command line for one seed."""
   suite = _suite(args.task)
@@ -407,7 +414,7 @@ def ours_command(args: argparse.Namespace, seed: int, logdir: pathlib.Path) -> l
     f"env.{suite}.repeat": args.repeat,
     # The reference's random prefill, rounded up to its 100-step chunks, as a window count.
     "run.train_start": prefill_windows(args),
-    "run.log_every_secs": 1.0,
+    "run.log_every_secs": LOG_EVERY_AGENT_STEP,
     "run.video_every": 0,
   }
   if args.jit_compile:  # The reference's train step is always XLA-compiled (jax.jit).
@@ -465,7 +472,7 @@ def _ours_command_current(args: argparse.Namespace, seed: int, logdir: pathlib.P
     "replay.batch_length": args.batch_length,
     "run.train_ratio": float(args.train_ratio),
     f"env.{suite}.repeat": args.repeat,
-    "run.log_every_secs": 1.0,
+    "run.log_every_secs": LOG_EVERY_AGENT_STEP,
     "run.video_every": 0,
   }
   if args.jit_compile:

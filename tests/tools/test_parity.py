@@ -68,6 +68,7 @@ def test_both_sides_get_the_same_settings(tmp_path):
   assert f"--seed={_flag(ref, '--seed')}" in ours
   assert f"--steps={_flag(ref, '--run.steps')}" in ours
   assert overrides["run.train_start"] == str(parity.prefill_windows(args))  # the reference's random prefill
+  assert float(overrides["run.log_every_secs"]) < 1e-3  # A metrics row after every agent step.
   assert _flag(ref, "--task") == "dmc_cartpole_balance"
   assert _flag(ref, "--jax.platform") == "cpu" and _flag(ref, "--jax.precision") == "float32"
 
