@@ -151,7 +151,6 @@ def nature_module_flops(config, obs_shapes: dict, action_size: int, discrete: bo
   m = config.model
   flat = m.stoch * m.classes
   feat = m.deter + flat
-  mlp = mlp_flops
   cnn_keys, mlp_keys = split_obs_keys(m, obs_shapes)
   enc = dec = embed = 0
   if cnn_keys:
@@ -171,9 +170,11 @@ def nature_module_flops(config, obs_shapes: dict, action_size: int, discrete: bo
     dec += _conv_flops(2 * height, 2 * width, c_in, channels, NATURE_CNN_KERNEL)
   if mlp_keys:
     vector = sum(int(np.prod(obs_shapes[k])) if obs_shapes[k] else 1 for k in mlp_keys)
-    enc += mlp(vector, m.vector_units, m.vector_layers, m.vector_units) - dense_flops(m.vector_units, m.vector_units)
+    enc += mlp_flops(vector, m.vector_units, m.vector_layers, m.vector_units) - dense_flops(
+      m.vector_units, m.vector_units
+    )
     embed += m.vector_units
-    dec += mlp(feat, vector, m.vector_layers, m.vector_units)
+    dec += mlp_flops(feat, vector, m.vector_layers, m.vector_units)
   hidden = m.units
   core = dense_flops(m.deter, hidden) + dense_flops(flat, hidden) + dense_flops(action_size, hidden)
   width = m.deter + m.blocks * 3 * hidden
@@ -181,10 +182,10 @@ def nature_module_flops(config, obs_shapes: dict, action_size: int, discrete: bo
     core += 2 * width * m.deter // m.blocks
     width = m.deter
   core += 2 * width * 3 * m.deter // m.blocks
-  prior = mlp(m.deter, flat, m.prior_layers, hidden)
-  post = mlp(m.deter + embed, flat, m.post_layers, hidden)
+  prior = mlp_flops(m.deter, flat, m.prior_layers, hidden)
+  post = mlp_flops(m.deter + embed, flat, m.post_layers, hidden)
   head_layers = m.head_layers or m.layers
-  actor = mlp(feat, action_size, m.layers, m.units) + (0 if discrete else dense_flops(m.units, action_size))
+  actor = mlp_flops(feat, action_size, m.layers, m.units) + (0 if discrete else dense_flops(m.units, action_size))
   return {
     "enc": enc,
     "dec": dec,
@@ -192,10 +193,10 @@ def nature_module_flops(config, obs_shapes: dict, action_size: int, discrete: bo
     "core": core,
     "prior": prior,
     "post": post,
-    "reward": mlp(feat, m.bins, head_layers, m.units),
-    "cont": mlp(feat, 1, head_layers, m.units),
+    "reward": mlp_flops(feat, m.bins, head_layers, m.units),
+    "cont": mlp_flops(feat, 1, head_layers, m.units),
     "actor": actor,
-    "critic": mlp(feat, m.bins, m.layers, m.units),
+    "critic": mlp_flops(feat, m.bins, m.layers, m.units),
   }
 
 

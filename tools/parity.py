@@ -1056,11 +1056,12 @@ def compare_env_steps(
     if a.shape != b.shape:
       per_key[key] = {"agree": False, "shapes": [list(a.shape), list(b.shape)]}
       continue
-    diff = np.abs(a.astype(np.float64) - b.astype(np.float64)).reshape(len(a), -1)
+    b64 = b.astype(np.float64).reshape(len(b), -1)
+    diff = np.abs(a.astype(np.float64).reshape(len(a), -1) - b64)
     if a.dtype == bool or b.dtype == bool:
       bad = (diff != 0).any(1)
     else:
-      bound = atol + rtol * np.abs(b.astype(np.float64)).reshape(len(b), -1)
+      bound = atol + rtol * np.abs(b64)
       bad = (diff > bound).any(1) & judged
     agree = not bad.any()
     per_key[key] = {
@@ -1077,16 +1078,23 @@ def compare_env_steps(
   return out
 
 
+def reference_side_missing(
+  generation: str, venv: pathlib.Path, task: str, source: pathlib.Path | None = None
+) -> tuple[str | None, pathlib.Path | None]:
+  """``(why the reference side of ``task`` cannot run in ``venv``, or None; the current code's checkout)``."""
+  if generation != "current":
+    return reference_missing(venv), None
+  reason, source = current_missing(venv, source)
+  return reason or current_task_missing(venv, task), source
+
+
 def env_check(args: argparse.Namespace) -> dict:
   """``env-check``: both sides' environments for a DMC task from the same seeds, stepped with the same
   uniformly random actions; writes ``<out>/env_check.json`` (per seed: episodes, returns, per-key agreement)."""
   if _suite(args.task) != "dmc":
     raise SystemExit(f"error: env-check compares DMC environments (dmcproprio_<domain>_<task>), not --task={args.task}")
-  current = args.generation == "current"
   venv = args.reference_venv
-  reason, source = current_missing(venv, args.source) if current else (reference_missing(venv), None)
-  if current and not reason:
-    reason = current_task_missing(venv, args.task)
+  reason, source = reference_side_missing(args.generation, venv, args.task, args.source)
   if reason:
     raise SystemExit(f"error: {reason}")
   from dreamer_tf.envs import make_env

@@ -69,9 +69,10 @@ def main(argv: list[str]) -> None:
   keys = [k for k in env.obs_space if not k.startswith("log/") and k != "image"]
   steps = {k: [] for k in keys}
   obs = env.step({"action": np.zeros(actions.shape[1:], np.float32), "reset": True})
-  for action in [None, *actions]:
-    if action is not None:
-      obs = env.step({"action": action.astype(np.float32), "reset": bool(obs["is_last"])})
+  for key in keys:
+    steps[key].append(np.asarray(obs[key]))
+  for action in actions:
+    obs = env.step({"action": action.astype(np.float32), "reset": bool(obs["is_last"])})
     for key in keys:
       steps[key].append(np.asarray(obs[key]))
   args.out.parent.mkdir(parents=True, exist_ok=True)

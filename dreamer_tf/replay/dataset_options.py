@@ -12,9 +12,10 @@ def fixed_pipeline(dataset: tf.data.Dataset) -> tf.data.Dataset:
   the autotuner has nothing to tune, but it still runs a model thread per iterator that sleeps
   between optimisation rounds, each twice as long as the last, up to a minute. Destroying the
   iterator waits for that thread to wake: a training run that had finished stayed alive for up to
-  a minute before exiting (25-59 s in about a third of the parity runs of docs/parity.md, found
-  with gdb: ``~RootDataset::Iterator`` waiting on ``Model::OptimizeLoop``). Without the autotuner
-  there is no such thread.
+  a minute before exiting (25-59 s in 7 of 24 parity runs of docs/parity.md: each run folder's
+  ``command.txt`` mtime plus ``wall_seconds`` against its ``stdout.log`` mtime; found with gdb:
+  ``~RootDataset::Iterator`` waiting on ``Model::OptimizeLoop``). Without the autotuner there is no
+  such thread.
 
   Args:
     dataset: A replay dataset.

@@ -912,9 +912,7 @@ def test_env_check_judges_flags_everywhere_and_observations_early_in_each_episod
 
 def _env_check(tmp_path, generation, steps, code):
   venv = parity.DEFAULT_VENV_CURRENT if generation == "current" else parity.DEFAULT_VENV
-  reason = parity.current_missing(venv, None)[0] if generation == "current" else parity.reference_missing(venv)
-  if generation == "current" and not reason:
-    reason = parity.current_task_missing(venv, "dmcproprio_cartpole_balance")
+  reason, _ = parity.reference_side_missing(generation, venv, "dmcproprio_cartpole_balance")
   if reason:
     pytest.skip(f"reference side not run: {reason}")
   out = tmp_path / "env"
